@@ -1,0 +1,1 @@
+"""sphere-plugins adapter for timm."""

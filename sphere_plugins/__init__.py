@@ -1,0 +1,39 @@
+"""sphere-plugins: put the latent variables of generative models on a sphere.
+
+Distribution-robust sampling (centerize + spherize any prior's latents) and spherical
+autoencoders, wired into third-party models through pluggy hooks.
+"""
+
+from sphere_plugins.errors import (
+    MissingWeightsError,
+    SpherePluginsError,
+    UnknownAdapterError,
+    UnknownModelError,
+    UnknownPriorError,
+    UnsafePickleError,
+)
+from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.latent import SphericalLatent, centerize, slerp, spherize
+from sphere_plugins.loss import SAELoss, VAELoss
+from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
+from sphere_plugins.priors import get_prior, list_priors, sample_prior
+from sphere_plugins.wrap import (
+    AutoencoderAdapter,
+    AutoencoderOutput,
+    GeneratorAdapter,
+    SphericalAutoencoder,
+    SphericalGenerator,
+    wrap_autoencoder,
+    wrap_generator,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "MissingWeightsError", "SAELoss",
+    "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
+    "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
+    "centerize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
+    "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
+    "wrap_generator",
+]

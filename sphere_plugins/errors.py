@@ -1,0 +1,72 @@
+"""The exceptions sphere-plugins raises, each saying what is registered and what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SpherePluginsError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class _NamedLookupError(SpherePluginsError, KeyError):
+    """A KeyError whose message prints as plain text (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownPriorError(_NamedLookupError):
+    """Raised when a prior name is not registered."""
+
+    def __init__(self, name: object, known: Iterable[str]):
+        known = sorted(known)
+        super().__init__(
+            f"unknown prior {name!r}; registered priors: {', '.join(known)}. "
+            "Add one with a plugin implementing sphere_register_priors(register)."
+        )
+        self.name = name
+        self.known = known
+
+
+class UnknownAdapterError(_NamedLookupError):
+    """Raised when no registered adapter recognizes a model."""
+
+    def __init__(self, model: object, kind: str, plugins: Iterable[str]):
+        plugins = sorted(plugins)
+        super().__init__(
+            f"no registered {kind} adapter recognizes a model of type "
+            f"{type(model).__module__}.{type(model).__qualname__}; plugins loaded: {', '.join(plugins)}. "
+            f"Pass z_shape= for a plain nn.Module, or register an adapter: implement "
+            f"sphere_adapt_{kind}(model, options) with @sphere_plugins.hookimpl and call "
+            "sphere_plugins.register(your_plugin) (or declare an entry point in group 'sphere_plugins')."
+        )
+        self.model_type = type(model)
+        self.plugins = plugins
+
+
+class UnknownModelError(_NamedLookupError):
+    """Raised when no plugin can load a model spec such as 'stylegan2:ffhq.pkl'."""
+
+    def __init__(self, spec: object, plugins: Iterable[str]):
+        plugins = sorted(plugins)
+        super().__init__(
+            f"no plugin loads the model spec {spec!r}; expected 'scheme:rest' such as 'stylegan2:tiny', "
+            f"'diffusers:PATH', 'timm:resnet18' or 'builtin:tiny-ae'. Plugins loaded: {', '.join(plugins)}."
+        )
+        self.spec = spec
+        self.plugins = plugins
+
+
+class MissingWeightsError(SpherePluginsError, FileNotFoundError):
+    """Raised when a weight file a real metric or model needs is not on disk (nothing is downloaded)."""
+
+    def __init__(self, filename: str, folder: str, purpose: str, source: str | None = None):
+        where = f" (it is published at {source})" if source else ""
+        super().__init__(f"{purpose} needs the weight file {filename!r}: put it in {folder}{where}.")
+        self.filename = filename
+        self.folder = folder
+
+
+class UnsafePickleError(SpherePluginsError, ValueError):
+    """Raised when a pickle names a global outside the allowed set; nothing from it was executed."""

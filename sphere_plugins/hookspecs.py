@@ -1,0 +1,58 @@
+"""Every hook of sphere-plugins, each with its contract. Implement them with `@hookimpl`.
+
+A plugin is any module or object with functions named like these hooks and marked `@hookimpl`.
+It arrives through the entry-point group "sphere_plugins" or `sphere_plugins.register(plugin)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "sphere_plugins"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> Any:
+    """Describe `model` as a generator, or return None when this plugin does not recognize it.
+
+    Called by `wrap_generator(model, ...)`, newest plugin first; the first non-None result wins.
+    `options` holds the caller's adapter options (e.g. `z_shape`, or a plugin's own switches).
+    Return a `sphere_plugins.GeneratorAdapter`: latent shape, the radius the model expects (None
+    means sqrt(d), for a model trained on N(0, I) latents), and `generate(z, **model_kwargs)`
+    returning images NCHW in the declared output range.
+    """
+
+
+@hookspec(firstresult=True)
+def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
+    """Describe `model` as an autoencoder, or return None when this plugin does not recognize it.
+
+    Called by `wrap_autoencoder(model, ...)`, newest plugin first; the first non-None result wins.
+    Return a `sphere_plugins.AutoencoderAdapter` whose `encode(x)` gives the raw code (the wrapper
+    centerizes and spherizes it) and whose `decode(z)` maps a code on the sphere back to images.
+    """
+
+
+@hookspec
+def sphere_register_priors(register: Callable[..., None]) -> None:
+    """Add latent priors by calling `register(name, sampler, description="", **defaults)`.
+
+    `sampler(shape, generator, device, dtype, **params)` returns a tensor of `shape` drawn with
+    the torch.Generator `generator` (or the global RNG when None). Called once for every plugin
+    when the prior registry is first built, and again after a plugin is registered.
+    """
+
+
+@hookspec(firstresult=True)
+def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
+    """Build or load the model a spec string names, or return None when the scheme is not yours.
+
+    Specs read "scheme:rest", e.g. "stylegan2:ffhq.pkl", "diffusers:path/to/folder",
+    "timm:resnet18", "builtin:tiny-ae". Called by `load_model(spec, **options)`; first non-None wins.
+    Raise a clear error (missing file, bad config) when the scheme is yours but loading fails.
+    """

@@ -1,0 +1,150 @@
+"""The paper's two operations, centerize and spherize, plus great-circle interpolation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+Dims = int | Sequence[int] | None
+
+
+def vector_dims(z: Tensor, dims: Dims = None) -> tuple[int, ...]:
+    """The dimensions one latent vector spans: all but the batch dimension unless `dims` says otherwise."""
+    if z.dim() < 2:
+        raise ValueError(f"z must have a batch dimension and at least one latent dimension, got shape {tuple(z.shape)}")
+    if dims is None:
+        return tuple(range(1, z.dim()))
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    normalized = tuple(d % z.dim() for d in dims)
+    if not normalized or 0 in normalized or len(set(normalized)) != len(normalized):
+        raise ValueError(
+            f"dims must name distinct non-batch dimensions of z (shape {tuple(z.shape)}), got {dims}"
+        )
+    return normalized
+
+
+def group_size(shape: Sequence[int], dims: Dims = None) -> int:
+    """Number of entries in one latent vector of a batch of `shape` (the d of the paper)."""
+    reduce = vector_dims(torch.empty(tuple(shape), device="meta"), dims)
+    return math.prod(shape[d] for d in reduce)
+
+
+def centerize(z: Tensor, dims: Dims = None) -> Tensor:
+    """Subtract from each latent vector the mean of its own entries (Algorithm 1, step 2)."""
+    return z - z.mean(dim=vector_dims(z, dims), keepdim=True)
+
+
+def spherize(z: Tensor, radius: float = 1.0, dims: Dims = None, check: bool = True) -> Tensor:
+    """Project each latent vector onto the sphere of `radius` (eq. 3).
+
+    With `check`, NaN/Inf entries and zero vectors raise ValueError naming the samples, instead of
+    producing NaN; pass check=False in a hot loop whose inputs are known to be good.
+    """
+    if not radius > 0 or not math.isfinite(radius):
+        raise ValueError(f"radius must be a positive finite number, got {radius!r}")
+    norm = torch.linalg.vector_norm(z, dim=vector_dims(z, dims), keepdim=True)
+    if check:
+        bad = ~torch.isfinite(norm) | (norm == 0)
+        if bool(bad.any()):
+            _raise_bad_vectors(z, norm, bad)
+    return z * (radius / norm)
+
+
+def _raise_bad_vectors(z: Tensor, norm: Tensor, bad: Tensor) -> None:
+    samples = sorted({int(i) for i in bad.nonzero()[:, 0].tolist()})
+    shown = ", ".join(map(str, samples[:8])) + (" ..." if len(samples) > 8 else "")
+    if bool((~torch.isfinite(norm) & bad).any()):
+        problem = "contain NaN or Inf entries"
+    else:
+        problem = "are zero vectors (a constant vector becomes zero after centerize)"
+    raise ValueError(
+        f"latent z (shape {tuple(z.shape)}) cannot be spherized: samples [{shown}] {problem}; "
+        "expected finite vectors with a non-zero norm"
+    )
+
+
+def slerp(a: Tensor, b: Tensor, t: float | Tensor, dims: Dims = None) -> Tensor:
+    """Great-circle interpolation from `a` (t=0) to `b` (t=1), per latent vector.
+
+    `t` is a number or one value per sample. Norms are interpolated linearly, so endpoints on one
+    sphere keep the whole path on it. Antipodal endpoints follow a fixed great circle.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"slerp endpoints must share a shape, got a {tuple(a.shape)} and b {tuple(b.shape)}")
+    reduce = vector_dims(a, dims)
+    t = _per_sample(torch.as_tensor(t, dtype=a.dtype, device=a.device), a)
+    na = torch.linalg.vector_norm(a, dim=reduce, keepdim=True)
+    nb = torch.linalg.vector_norm(b, dim=reduce, keepdim=True)
+    if bool(((na == 0) | (nb == 0)).any()):
+        raise ValueError("slerp endpoints a and b must be non-zero vectors")
+    ua, ub = a / na, b / nb
+    cos = (ua * ub).sum(dim=reduce, keepdim=True).clamp(-1.0, 1.0)
+    # ub = cos(theta) ua + sin(theta) w, with w the unit direction of ub orthogonal to ua.
+    ortho = ub - cos * ua
+    sin = torch.linalg.vector_norm(ortho, dim=reduce, keepdim=True)
+    degenerate = sin < 1e-6
+    w = torch.where(degenerate, _orthogonal_unit(ua, reduce), ortho / sin.clamp_min(1e-12))
+    theta = torch.atan2(sin, cos)
+    path = torch.cos(t * theta) * ua + torch.sin(t * theta) * w
+    out = path * ((1.0 - t) * na + t * nb)
+    return torch.where(t == 0, a, torch.where(t == 1, b, out))
+
+
+def _per_sample(t: Tensor, like: Tensor) -> Tensor:
+    """Shape `t` (a scalar or one value per sample) to broadcast against `like`."""
+    if t.dim() == 0:
+        return t
+    if t.dim() == 1 and t.shape[0] == like.shape[0]:
+        return t.view(-1, *([1] * (like.dim() - 1)))
+    raise ValueError(f"t must be a number or hold one value per sample ({like.shape[0]}), got shape {tuple(t.shape)}")
+
+
+def _orthogonal_unit(u: Tensor, reduce: tuple[int, ...]) -> Tensor:
+    """A unit vector orthogonal to each unit vector in `u`, chosen deterministically."""
+    flat = u.flatten(start_dim=1)
+    first = torch.zeros_like(flat)
+    first[:, 0] = 1.0
+    last = torch.zeros_like(flat)
+    last[:, -1] = 1.0
+    helper = torch.where(flat[:, :1].abs() > 0.9, last, first).view_as(u)
+    ortho = helper - (u * helper).sum(dim=reduce, keepdim=True) * u
+    return ortho / torch.linalg.vector_norm(ortho, dim=reduce, keepdim=True)
+
+
+class SphericalLatent(nn.Module):
+    """centerize then spherize as a module: the spherical constraint of eq. (10).
+
+    radius=None means sqrt(d), d the entries of one latent vector: the norm a model trained on
+    N(0, I) latents sees.
+    """
+
+    def __init__(self, center: bool = True, spherize: bool = True, radius: float | None = 1.0,
+                 dims: Dims = None, check: bool = True):
+        super().__init__()
+        if radius is not None and (not radius > 0 or not math.isfinite(radius)):
+            raise ValueError(f"radius must be a positive finite number or None (sqrt(d)), got {radius!r}")
+        self.center = center
+        self.spherize = spherize
+        self.radius = radius
+        self.dims = dims
+        self.check = check
+
+    def radius_for(self, z: Tensor) -> float:
+        """The radius used for a batch shaped like `z`."""
+        if self.radius is not None:
+            return float(self.radius)
+        return math.sqrt(group_size(z.shape, self.dims))
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.center:
+            z = centerize(z, self.dims)
+        if self.spherize:
+            z = spherize(z, self.radius_for(z), self.dims, check=self.check)
+        return z
+
+    def extra_repr(self) -> str:
+        radius = "sqrt(d)" if self.radius is None else f"{self.radius:g}"
+        return f"center={self.center}, spherize={self.spherize}, radius={radius}, dims={self.dims}"

@@ -1,0 +1,74 @@
+"""Small built-in networks for tests and quick benchmarks: a conv encoder/decoder pair.
+
+The encoder can emit extra code channels (`heads`) so the VAE baseline (mu, logvar) shares the
+spherical autoencoder's architecture exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+
+def _check_resolution(resolution: int) -> int:
+    if resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
+    return int(math.log2(resolution))
+
+
+class ConvEncoder(nn.Module):
+    """Images [N, C, R, R] -> codes [N, heads * z_dim], halving the resolution down to 4x4."""
+
+    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
+        super().__init__()
+        levels = _check_resolution(resolution) - 2
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        for _ in range(levels):
+            layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        layers += [nn.Flatten(), nn.Linear(width * 16, heads * z_dim)]
+        self.net = nn.Sequential(*layers)
+        self.z_dim = z_dim
+        self.heads = heads
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """Codes [N, z_dim] -> images [N, C, R, R] in [-1, 1], doubling the resolution from 4x4."""
+
+    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32):
+        super().__init__()
+        levels = _check_resolution(resolution) - 2
+        self.width = width
+        self.fc = nn.Sequential(nn.Linear(z_dim, width * 16), nn.LeakyReLU(0.2))
+        layers: list[nn.Module] = []
+        for _ in range(levels):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, width, 3, padding=1),
+                       nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(width, channels, 3, padding=1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.z_dim = z_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.fc(z).view(-1, self.width, 4, 4))
+
+
+class ConvAutoencoder(nn.Module):
+    """encode/decode pair with a `z_dim`: the shape every autoencoder adapter understands."""
+
+    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
+        super().__init__()
+        self.encoder = ConvEncoder(channels, resolution, z_dim, width, heads)
+        self.decoder = ConvDecoder(channels, resolution, z_dim, width)
+        self.z_dim = z_dim
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))

@@ -1,0 +1,75 @@
+"""Built-in adapters for plain PyTorch models, registered through the same hooks as any plugin.
+
+- generator: an nn.Module with an int `z_dim` attribute (or `z_shape=` given), called as model(z).
+- autoencoder: a module with `encode`/`decode` methods, or an (encoder, decoder) pair.
+- models: "builtin:tiny-ae" (a small conv autoencoder; options channels, resolution, z_dim, width).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.wrap import AutoencoderAdapter, GeneratorAdapter
+
+
+def _declared_shape(model: Any, options: dict[str, Any]) -> tuple[int, ...] | None:
+    if "z_shape" in options:
+        return options["z_shape"]
+    for attribute in ("z_shape", "z_dim"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return (value,)
+        if isinstance(value, tuple) and value and all(isinstance(v, int) and v > 0 for v in value):
+            return value
+    return None
+
+
+class EncoderDecoder(nn.Module):
+    """An (encoder, decoder) pair seen as one autoencoder module."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+
+@hookimpl(trylast=True)
+def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdapter | None:
+    if not isinstance(model, nn.Module):
+        return None
+    z_shape = _declared_shape(model, options)
+    if z_shape is None:
+        return None
+    return GeneratorAdapter(z_shape=z_shape, generate=model, module=model, name=type(model).__name__)
+
+
+@hookimpl(trylast=True)
+def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> AutoencoderAdapter | None:
+    if isinstance(model, (tuple, list)):
+        if len(model) != 2 or not all(isinstance(m, nn.Module) for m in model):
+            return None
+        model = EncoderDecoder(*model)
+    if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
+        return None
+    return AutoencoderAdapter(z_shape=_declared_shape(model, options), encode=model.encode, decode=model.decode,
+                              module=model if isinstance(model, nn.Module) else None, name=type(model).__name__)
+
+
+@hookimpl(trylast=True)
+def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
+    scheme, _, name = spec.partition(":")
+    if scheme != "builtin":
+        return None
+    if name == "tiny-ae":
+        return ConvAutoencoder(**options)
+    raise ValueError(f"unknown built-in model {name!r} in spec {spec!r}; built-in models: tiny-ae")

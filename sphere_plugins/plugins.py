@@ -1,0 +1,123 @@
+"""The one PluginManager: built-in plugins, entry-point discovery, register(), typed hook calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from sphere_plugins import hookspecs
+from sphere_plugins.errors import UnknownModelError
+from sphere_plugins.hookspecs import PROJECT, hookimpl
+
+ENTRY_POINT_GROUP = "sphere_plugins"
+BUILTIN_PLUGINS = ("sphere_plugins.priors", "sphere_plugins.module_adapters")
+# Comma-separated entry-point names to load; unset loads all, an empty value loads none.
+LOAD_ENV = "SPHERE_PLUGINS_LOAD"
+# Any non-empty value prints every hook call to stderr.
+TRACE_ENV = "SPHERE_PLUGINS_TRACE"
+
+__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "load_model"]
+
+_manager: pluggy.PluginManager | None = None
+_listeners: list = []
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager, built on first use: built-ins, then installed entry points."""
+    global _manager
+    if _manager is None:
+        manager = pluggy.PluginManager(PROJECT)
+        manager.add_hookspecs(hookspecs)
+        for module_name in BUILTIN_PLUGINS:
+            manager.register(import_module(module_name), name=module_name)
+        _load_entry_points(manager)
+        manager.check_pending()
+        if os.environ.get(TRACE_ENV):
+            manager.trace.root.setwriter(lambda text: sys.stderr.write(text))
+            manager.enable_tracing()
+        _manager = manager
+    return _manager
+
+
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    wanted = os.environ.get(LOAD_ENV)
+    allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and entry_point.name not in allowed:
+            continue
+        if manager.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # a broken third-party plugin must not break the rest
+            warnings.warn(
+                f"sphere_plugins: plugin {entry_point.name!r} ({entry_point.value}) failed to load: {error!r}. "
+                f"Set {LOAD_ENV} to a comma-separated list of the plugins to load to bypass it.",
+                stacklevel=3,
+            )
+            continue
+        manager.register(plugin, name=entry_point.name)
+
+
+def register(plugin: object, name: str | None = None) -> None:
+    """Register a plugin (a module or object with @hookimpl functions) for this process."""
+    manager = get_plugin_manager()
+    manager.register(plugin, name=name)
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError:
+        manager.unregister(plugin)
+        raise
+    _changed()
+
+
+def unregister(plugin: object | None = None, name: str | None = None) -> None:
+    """Remove a plugin registered earlier (by object or by name)."""
+    get_plugin_manager().unregister(plugin=plugin, name=name)
+    _changed()
+
+
+def plugin_names() -> list[str]:
+    """Names of the loaded plugins, built-ins included."""
+    return sorted(name for name, _ in get_plugin_manager().list_name_plugin())
+
+
+def on_change(listener) -> None:
+    """Call `listener()` whenever the set of plugins changes (registries use it to rebuild)."""
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
+
+
+def adapt_generator(model: Any, options: dict[str, Any]) -> Any:
+    """The first GeneratorAdapter a plugin gives for `model`, or None."""
+    return get_plugin_manager().hook.sphere_adapt_generator(model=model, options=options)
+
+
+def adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
+    """The first AutoencoderAdapter a plugin gives for `model`, or None."""
+    return get_plugin_manager().hook.sphere_adapt_autoencoder(model=model, options=options)
+
+
+def collect_priors(register_prior) -> None:
+    """Let every plugin register its priors through `register_prior`."""
+    get_plugin_manager().hook.sphere_register_priors(register=register_prior)
+
+
+def load_model(spec: str, **options: Any) -> Any:
+    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', got {spec!r}")
+    model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
+    if model is None:
+        raise UnknownModelError(spec, plugin_names())
+    return model
