@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.special import gammaln
+from scipy.special import gammaln, poch
 
 ArrayLike = np.ndarray | torch.Tensor | float
 
@@ -59,10 +59,14 @@ def lemma1_pdf(xi: ArrayLike, d: int, r: float = 1.0) -> np.ndarray:
 
 
 def lemma1_mean(d: int, r: float = 1.0) -> float:
-    """Lemma 1: mean distance 2^(d-1) r Gamma(d/2)^2 / (sqrt(pi) Gamma(d - 1/2))."""
+    """Lemma 1: mean distance 2^(d-1) r Gamma(d/2)^2 / (sqrt(pi) Gamma(d - 1/2)).
+
+    Legendre's duplication formula turns it into sqrt(2) r Gamma(x)^2 / (Gamma(x - 1/4) Gamma(x + 1/4)),
+    x = d/2: two Gamma ratios that stay accurate where log-gamma differences lose digits.
+    """
     d, r = _check_dimension(d), _check_radius(r)
-    log_mean = (d - 1) * math.log(2) + 2 * gammaln(d / 2) - 0.5 * math.log(math.pi) - gammaln(d - 0.5)
-    return r * math.exp(log_mean)
+    x = d / 2
+    return math.sqrt(2) * r * float(poch(x - 0.25, 0.25) / poch(x, 0.25))
 
 
 def lemma1_std(d: int, r: float = 1.0) -> float:
