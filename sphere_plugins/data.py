@@ -1,0 +1,238 @@
+"""Image sources for the benchmarks: built-in digits, a folder of image files, or a tensor; plus PNG grids."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ACCEPTED_SPECS = (
+    "'digits' (scikit-learn's 8x8 handwritten digits, shipped with scikit-learn), "
+    "'folder:PATH' (a folder of PNG/JPEG/... files; sub-folder names become class labels), "
+    "or a float tensor [N, C, H, W] with values in [-1, 1]"
+)
+_RANGE_TOLERANCE = 1e-4
+
+
+@dataclass
+class ImageSet:
+    """Images in [-1, 1] (float32, NCHW), optional integer class labels, and a name for reports."""
+
+    images: Tensor
+    labels: Tensor | None
+    name: str
+    description: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def load_images(
+    spec: str | os.PathLike | Tensor,
+    resolution: int | None = None,
+    channels: int | None = None,
+    limit: int | None = None,
+) -> ImageSet:
+    """Load a benchmark image set from a spec string or a tensor, resized and limited on request."""
+    _check_options(resolution, channels, limit)
+    if isinstance(spec, Tensor):
+        images = check_image_tensor(spec, "spec")
+        if limit is not None:
+            images = images[:limit]
+        images = convert_images(images, resolution, channels)
+        return ImageSet(images.float(), None, "tensor", f"{images.shape[0]} images given as a tensor")
+    if isinstance(spec, str) and spec == "digits":
+        return _load_digits(resolution, channels, limit)
+    if isinstance(spec, str) and spec.startswith("folder:"):
+        return _load_folder(Path(spec[len("folder:"):]), resolution, channels, limit)
+    raise ValueError(f"unknown data spec {spec!r}; expected {ACCEPTED_SPECS}")
+
+
+def check_image_tensor(images: Tensor, name: str = "images") -> Tensor:
+    """Return `images` unchanged after checking it is a finite float [N, C, H, W] batch in [-1, 1]."""
+    if not isinstance(images, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of images, got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must have shape [N>0, C in (1, 3), H, W], got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    low, high = images.min().item(), images.max().item()
+    if low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+        raise ValueError(
+            f"{name} must have values in [-1, 1], got min {low:.4g} and max {high:.4g} "
+            "(map [0, 1] images with x * 2 - 1, uint8 images with x / 127.5 - 1)"
+        )
+    return images
+
+
+def convert_images(images: Tensor, resolution: int | None = None, channels: int | None = None) -> Tensor:
+    """Resize to `resolution` x `resolution` (bilinear, antialiased) and convert to `channels` (1 or 3)."""
+    if resolution is not None and tuple(images.shape[-2:]) != (resolution, resolution):
+        images = F.interpolate(
+            images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+        ).clamp(-1, 1)
+    if channels is not None and channels != images.shape[1]:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:
+            weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images * weights).sum(dim=1, keepdim=True)
+    return images
+
+
+def _check_options(resolution: int | None, channels: int | None, limit: int | None) -> None:
+    """Reject option values that cannot describe an image set."""
+    if resolution is not None and (not isinstance(resolution, int) or resolution < 1):
+        raise ValueError(f"resolution must be a positive int or None, got {resolution!r}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+
+
+def _load_digits(resolution: int | None, channels: int | None, limit: int | None) -> ImageSet:
+    """scikit-learn's digits (values 0..16) mapped linearly to [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images.astype(np.float32)).unsqueeze(1) / 8.0 - 1.0
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    images = convert_images(images, resolution, channels)
+    size = images.shape[-1]
+    resized = f", resized from 8x8 to {size}x{size}" if size != 8 else ""
+    return ImageSet(
+        images,
+        labels,
+        "digits",
+        f"scikit-learn digits: {images.shape[0]} images{resized}, 10 classes",
+        tuple(str(d) for d in range(10)),
+    )
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """Every image file under `folder` (recursively), in sorted order; errors name the folder."""
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"image folder {str(folder)!r} is a file, expected a folder of images")
+    extensions = {ext.lower() for ext in Image.registered_extensions()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise ValueError(
+            f"image folder {str(folder)!r} contains no image files (looked for {', '.join(sorted(extensions)[:8])}, ...)"
+        )
+    return files
+
+
+def read_image_files(
+    files: Sequence[Path], resolution: int | None = None, channels: int | None = None
+) -> Tensor:
+    """Decode image files into one [N, C, H, W] tensor in [-1, 1]; errors name the offending files."""
+    arrays = [_read_one(path, channels) for path in files]
+    if channels is None:
+        channels = 3 if any(a.ndim == 3 for a in arrays) else 1
+    tensors = []
+    first_size: tuple[Path, tuple[int, int]] | None = None
+    for path, array in zip(files, arrays):
+        image = torch.from_numpy(array).float().div(127.5).sub(1.0)
+        image = image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)
+        image = convert_images(image.unsqueeze(0), resolution, channels)
+        if first_size is None:
+            first_size = (path, tuple(image.shape[-2:]))
+        elif tuple(image.shape[-2:]) != first_size[1]:
+            (h1, w1), (h2, w2) = first_size[1], image.shape[-2:]
+            raise ValueError(
+                f"images have different sizes: {first_size[0].name!r} is {w1}x{h1} but {path.name!r} is {w2}x{h2}; "
+                "pass resolution=N (--resolution N on the command line) to resize them all to NxN"
+            )
+        tensors.append(image)
+    return torch.cat(tensors)
+
+
+def _read_one(path: Path, channels: int | None) -> np.ndarray:
+    """Decode one file to uint8 HW (grey) or HWC (RGB); a file Pillow cannot read raises naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            grey = img.mode in ("1", "L", "LA", "I", "I;16", "F") if channels is None else channels == 1
+            return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+
+
+def _load_folder(folder: Path, resolution: int | None, channels: int | None, limit: int | None) -> ImageSet:
+    """Images of a folder; class labels from first-level sub-folder names when every image lies in one."""
+    files = list_image_files(folder)
+    if limit is not None:
+        files = files[:limit]
+    images = read_image_files(files, resolution, channels)
+    parts = [p.relative_to(folder).parts for p in files]
+    labels, class_names = None, ()
+    if all(len(p) > 1 for p in parts):
+        class_names = tuple(sorted({p[0] for p in parts}))
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = torch.tensor([index[p[0]] for p in parts], dtype=torch.int64)
+    classes = f", {len(class_names)} classes" if labels is not None else ""
+    size = images.shape[-1]
+    return ImageSet(
+        images, labels, folder.name or str(folder), f"{len(files)} images from {folder}, {size}x{size}{classes}", class_names
+    )
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Map [-1, 1] images to uint8 [0, 255] with rounding (the quantization of a saved PNG)."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8, padding: int = 1) -> Path:
+    """Write [-1, 1] images as one PNG grid of `nrow` columns, atomically (temp file, then rename)."""
+    from PIL import Image
+
+    images = check_image_tensor(images, "images")
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    pixels = to_uint8(images).cpu()
+    n, c, h, w = pixels.shape
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    grid = torch.zeros(c, rows * (h + padding) + padding, cols * (w + padding) + padding, dtype=torch.uint8)
+    for i in range(n):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        grid[:, top : top + h, left : left + w] = pixels[i]
+    array = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

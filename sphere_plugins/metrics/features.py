@@ -1,0 +1,269 @@
+"""Feature networks for Frechet distances: the protocol, an offline classifier trained on the benchmark data
+(its distances are reported as "FD-<name>", never FID), and an on-disk cache of features of fixed image sets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sphere_plugins.data import ImageSet, atomic_path, check_image_tensor
+from sphere_plugins.metrics.record import library_versions
+
+CACHE_ENV = "SPHERE_PLUGINS_CACHE"
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Maps a batch of [-1, 1] NCHW images to float64 features [N, D]; `name` labels the distances."""
+
+    name: str
+
+    def __call__(self, images: Tensor) -> np.ndarray: ...
+
+
+def fd_label(extractor: FeatureExtractor) -> str:
+    """"FID" for clean-fid's standard Inception only; "FD-<name>" for any other feature network."""
+    return "FID" if getattr(extractor, "is_standard_inception", False) else f"FD-{extractor.name}"
+
+
+def kd_label(extractor: FeatureExtractor) -> str:
+    """"KID" for clean-fid's standard Inception only; "KD-<name>" for any other feature network."""
+    return "KID" if getattr(extractor, "is_standard_inception", False) else f"KD-{extractor.name}"
+
+
+def default_cache_dir() -> Path:
+    """$SPHERE_PLUGINS_CACHE, else ~/.cache/sphere-plugins."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sphere-plugins")
+
+
+def tensor_fingerprint(*tensors: Tensor | None) -> str:
+    """SHA-256 of the shapes, dtypes and bytes of tensors: a cache key for a fixed data set."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        if tensor is None:
+            digest.update(b"none")
+            continue
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class SmallClassifier(nn.Module):
+    """Three conv + batch-norm blocks and two linear layers; `features` is the penultimate layer before its ReLU."""
+
+    def __init__(self, in_channels: int, n_classes: int, width: int = 32, feature_dim: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * width, feature_dim),
+        )
+        self.head = nn.Linear(feature_dim, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate pre-activations (no ReLU, so no feature is identically zero)."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits."""
+        return self.head(F.relu(self.body(x)))
+
+
+@dataclass
+class TrainingConfig:
+    """How the offline classifier is trained; part of its cache key."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    test_fraction: float = 0.2
+    seed: int = 0
+    width: int = 32
+    feature_dim: int = 64
+
+
+class ClassifierFeatures:
+    """Penultimate features of a classifier the project trained on the benchmark data (offline FD)."""
+
+    def __init__(self, model: SmallClassifier, info: dict, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.info = info
+        self.device = torch.device(device)
+        self.name = info["name"]
+        self.accuracy = info["test_accuracy"]
+        self.fingerprint = info["weights_fingerprint"]
+        self.image_shape = tuple(info["image_shape"])
+        self.description = (
+            f"{self.name}: small CNN trained on {info['data']} ({info['n_train']} images, "
+            f"{self.image_shape[1]}x{self.image_shape[2]}), test accuracy {self.accuracy:.4f} on {info['n_test']} held-out images"
+        )
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> np.ndarray:
+        """Features [N, feature_dim] in float64 for [-1, 1] images of the shape the classifier was trained on."""
+        check_image_tensor(images)
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"{self.name} was trained on images of shape {self.image_shape} (C, H, W), got {tuple(images.shape[1:])}; "
+                "resize the images or train the classifier at this resolution"
+            )
+        return self.model.features(images.to(self.device, torch.float32)).double().cpu().numpy()
+
+
+def classifier_features(
+    data: ImageSet,
+    cache_dir: str | os.PathLike | None = None,
+    config: TrainingConfig | None = None,
+    device: str | torch.device = "cpu",
+) -> ClassifierFeatures:
+    """The offline feature network for `data`: loaded from the cache, else trained (and cached) on its labels."""
+    config = config or TrainingConfig()
+    if data.labels is None:
+        raise ValueError(
+            f"data {data.name!r} has no class labels, so no classifier can be trained for offline FD; "
+            "use a folder with one sub-folder per class, or provide the Inception weights for FID"
+        )
+    fingerprint = tensor_fingerprint(data.images, data.labels)
+    _, c, h, w = data.images.shape
+    stem = f"{data.name}-cnn-{c}x{h}x{w}-{_config_key(config)}-{fingerprint[:16]}"
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    weights_path, info_path = folder / "features" / f"{stem}.safetensors", folder / "features" / f"{stem}.json"
+    if weights_path.exists() or info_path.exists():
+        try:
+            return _load_classifier(weights_path, info_path, fingerprint, device)
+        except Exception as err:  # any unreadable cache entry is rebuilt, never trusted
+            warnings.warn(f"feature-network cache {weights_path.name} is unreadable ({err}); retraining it", stacklevel=2)
+    model, info = _train_classifier(data, config, fingerprint)
+    from safetensors.torch import save_file
+
+    with atomic_path(weights_path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_path(info_path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
+    return ClassifierFeatures(model, info, device)
+
+
+def _config_key(config: TrainingConfig) -> str:
+    """Short stable hash of the training configuration."""
+    return hashlib.sha256(json.dumps(config.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _load_classifier(weights_path: Path, info_path: Path, fingerprint: str, device) -> ClassifierFeatures:
+    """Rebuild a cached classifier; raises on a missing, corrupt or mismatched entry."""
+    from safetensors.torch import load_file
+
+    info = json.loads(info_path.read_text())
+    if info["data_fingerprint"] != fingerprint:
+        raise ValueError("data fingerprint does not match")
+    c = info["image_shape"][0]
+    model = SmallClassifier(c, info["n_classes"], info["config"]["width"], info["config"]["feature_dim"])
+    state = load_file(str(weights_path))
+    if _state_fingerprint(state) != info["weights_fingerprint"]:
+        raise ValueError("weights do not match their recorded fingerprint")
+    model.load_state_dict(state)
+    return ClassifierFeatures(model, info, device)
+
+
+def _state_fingerprint(state: dict[str, Tensor]) -> str:
+    """Fingerprint of a state dict, in key order."""
+    return tensor_fingerprint(*(state[k] for k in sorted(state)))
+
+
+def _train_classifier(data: ImageSet, config: TrainingConfig, fingerprint: str) -> tuple[SmallClassifier, dict]:
+    """Train on a fixed random split of `data` on the CPU and measure held-out accuracy."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    n = len(data)
+    order = torch.randperm(n, generator=generator)
+    n_test = max(1, int(round(n * config.test_fraction)))
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    images, labels = data.images.float().cpu(), data.labels.long().cpu()
+    n_classes = int(labels.max().item()) + 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = SmallClassifier(images.shape[1], n_classes, config.width, config.feature_dim)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model.train()
+    for _ in range(config.epochs):
+        perm = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        for i in range(0, len(perm), config.batch_size):
+            batch = perm[i : i + config.batch_size]
+            loss = F.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(images[test_idx]).argmax(1) == labels[test_idx]).float().mean().item()
+    info = {
+        "name": f"{data.name}-cnn",
+        "data": data.description or data.name,
+        "data_fingerprint": fingerprint,
+        "image_shape": list(images.shape[1:]),
+        "n_classes": n_classes,
+        "n_train": len(train_idx),
+        "n_test": n_test,
+        "test_accuracy": accuracy,
+        "train_seconds": time.perf_counter() - start,
+        "config": config.__dict__,
+        "weights_fingerprint": _state_fingerprint(model.state_dict()),
+        "versions": library_versions(),
+    }
+    return model, info
+
+
+def cached_features(
+    images: Tensor,
+    extractor: FeatureExtractor,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Features of a fixed image set, stored as .npy under cache_dir/features when the extractor has a
+    `fingerprint` (an extractor without one is always recomputed)."""
+    key = getattr(extractor, "fingerprint", None)
+    if cache_dir is None or key is None:
+        return batched_features(images, extractor, batch_size)
+    path = Path(cache_dir) / "features" / f"{extractor.name}-{tensor_fingerprint(images)[:16]}-{str(key)[:16]}.npy"
+    if path.exists():
+        try:
+            features = np.load(path, allow_pickle=False)
+            if features.shape[0] == images.shape[0]:
+                return features
+            raise ValueError(f"{features.shape[0]} rows for {images.shape[0]} images")
+        except Exception as err:  # a damaged cache file is recomputed
+            warnings.warn(f"feature cache {path.name} is unreadable ({err}); recomputing it", stacklevel=2)
+    features = batched_features(images, extractor, batch_size)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, features, allow_pickle=False)
+    return features
+
+
+def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: int = 256) -> np.ndarray:
+    """Run an extractor over `images` in batches and stack the float64 features."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    chunks = [np.asarray(extractor(images[i : i + batch_size]), dtype=np.float64) for i in range(0, len(images), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+
