@@ -56,3 +56,13 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
     "timm:resnet18", "builtin:tiny-ae". Called by `load_model(spec, **options)`; first non-None wins.
     Raise a clear error (missing file, bad config) when the scheme is yours but loading fails.
     """
+
+
+@hookspec
+def sphere_example_models() -> list[str]:
+    """Return model specs of small models this plugin can build offline, e.g. ["stylegan2:tiny"].
+
+    The contract tests load every spec all plugins return and check each adapter's promises
+    (both steps off = the raw model, codes on the sphere, every prior samples), so a new
+    adapter is tested for free. Return an empty list when building one needs files.
+    """

@@ -1,6 +1,7 @@
 """Built-in adapters for plain PyTorch models, registered through the same hooks as any plugin.
 
-- generator: an nn.Module with an int `z_dim` attribute (or `z_shape=` given), called as model(z).
+- generator: an nn.Module with an int `z_dim` attribute (or `z_shape=` given), called as model(z)
+  (or model.decode(z) when it has a decode method: an autoencoder's decoder is its generator).
 - autoencoder: a module with `encode`/`decode` methods, or an (encoder, decoder) pair.
 - models: "builtin:tiny-ae" (a small conv autoencoder; options channels, resolution, z_dim, width).
 """
@@ -50,7 +51,9 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     z_shape = _declared_shape(model, options)
     if z_shape is None:
         return None
-    return GeneratorAdapter(z_shape=z_shape, generate=model, module=model, name=type(model).__name__)
+    # An autoencoder's generator is its decoder.
+    generate = model.decode if callable(getattr(model, "decode", None)) else model
+    return GeneratorAdapter(z_shape=z_shape, generate=generate, module=model, name=type(model).__name__)
 
 
 @hookimpl(trylast=True)
@@ -63,6 +66,11 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Autoencoder
         return None
     return AutoencoderAdapter(z_shape=_declared_shape(model, options), encode=model.encode, decode=model.decode,
                               module=model if isinstance(model, nn.Module) else None, name=type(model).__name__)
+
+
+@hookimpl
+def sphere_example_models() -> list[str]:
+    return ["builtin:tiny-ae"]
 
 
 @hookimpl(trylast=True)

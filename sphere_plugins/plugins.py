@@ -113,6 +113,11 @@ def collect_priors(register_prior) -> None:
     get_plugin_manager().hook.sphere_register_priors(register=register_prior)
 
 
+def example_models() -> list[str]:
+    """Specs of the small offline models every plugin offers for contract tests."""
+    return [spec for specs in get_plugin_manager().hook.sphere_example_models() for spec in specs]
+
+
 def load_model(spec: str, **options: Any) -> Any:
     """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...)."""
     if not isinstance(spec, str) or ":" not in spec:
