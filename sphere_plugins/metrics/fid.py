@@ -66,9 +66,9 @@ def frechet_distance_from_features(features1: np.ndarray, features2: np.ndarray)
         raise ValueError(f"feature dimensions differ: {features1.shape[1]} vs {features2.shape[1]}")
     for name, features in (("features1", features1), ("features2", features2)):
         n, d = features.shape
-        if n < d + 1:
+        if n < max(d + 1, 2):
             raise ValueError(
-                f"{name} has n={n} samples of {d}-d features; a Frechet distance needs n >= {d + 1} "
+                f"{name} has n={n} samples of {d}-d features; a Frechet distance needs n >= {max(d + 1, 2)} "
                 "for a full-rank covariance"
             )
     return frechet_distance(
@@ -110,8 +110,8 @@ def kernel_distance(
 def _check_features(features: np.ndarray, name: str) -> np.ndarray:
     """A finite float64 [N, D] array, or ValueError naming `name`."""
     features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"{name} must be an array [N >= 2, D], got shape {features.shape}")
+    if features.ndim != 2 or features.shape[0] < 1:
+        raise ValueError(f"{name} must be an array [N, D] with N >= 1, got shape {features.shape}")
     if not np.isfinite(features).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return features

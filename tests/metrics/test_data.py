@@ -1,0 +1,135 @@
+"""Image loading: digits values, folder decoding and its errors, tensor validation, uint8 and PNG grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from sphere_plugins.data import load_images, save_image_grid, to_uint8
+
+
+def _write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def test_digits_are_sklearn_values_mapped_linearly_to_unit_range():
+    data = load_images("digits")
+    raw = load_digits()
+    assert data.images.shape == (1797, 1, 8, 8)
+    assert data.images.dtype == torch.float32
+    expected = torch.from_numpy(raw.images).float() / 8 - 1
+    assert torch.equal(data.images[:, 0], expected)
+    assert torch.equal(data.labels, torch.from_numpy(raw.target).long())
+
+
+def test_digits_resize_keeps_range_and_gives_requested_shape():
+    data = load_images("digits", resolution=16, channels=3, limit=20)
+    assert data.images.shape == (20, 3, 16, 16)
+    assert data.images.min() >= -1 and data.images.max() <= 1
+    assert torch.equal(data.images[:, 0], data.images[:, 2])
+    assert len(data.labels) == 20
+
+
+def test_folder_pixels_decode_to_exact_unit_range_values(tmp_path):
+    values = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    _write_png(tmp_path / "a.png", values)
+    data = load_images(f"folder:{tmp_path}")
+    assert data.images.shape == (1, 1, 8, 8)
+    assert torch.allclose(data.images[0, 0], torch.from_numpy(values).float() / 127.5 - 1)
+    assert data.labels is None
+
+
+def test_folder_files_are_sorted_and_subfolders_become_labels(tmp_path):
+    _write_png(tmp_path / "zebra" / "1.png", np.full((4, 4), 10))
+    _write_png(tmp_path / "apple" / "2.png", np.full((4, 4), 20))
+    _write_png(tmp_path / "apple" / "1.png", np.full((4, 4), 30))
+    data = load_images(f"folder:{tmp_path}")
+    first_pixels = to_uint8(data.images)[:, 0, 0, 0].tolist()
+    assert first_pixels == [30, 20, 10]
+    assert data.labels.tolist() == [0, 0, 1]
+    assert data.class_names == ("apple", "zebra")
+
+
+def test_rgb_folder_keeps_three_channels(tmp_path):
+    rgb = np.zeros((5, 5, 3), dtype=np.uint8)
+    rgb[..., 1] = 255
+    _write_png(tmp_path / "x.png", rgb)
+    data = load_images(f"folder:{tmp_path}")
+    assert data.images.shape == (1, 3, 5, 5)
+    assert data.images[0, 1].eq(1).all() and data.images[0, 0].eq(-1).all()
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_images(f"folder:{tmp_path / 'nowhere'}")
+
+
+def test_empty_folder_is_rejected(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images")
+    with pytest.raises(ValueError, match="no image files"):
+        load_images(f"folder:{tmp_path}")
+
+
+def test_unreadable_image_is_named(tmp_path):
+    _write_png(tmp_path / "good.png", np.zeros((4, 4)))
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(ValueError, match="broken.png"):
+        load_images(f"folder:{tmp_path}")
+
+
+def test_mixed_sizes_name_two_files_and_suggest_resolution(tmp_path):
+    _write_png(tmp_path / "small.png", np.zeros((4, 4)))
+    _write_png(tmp_path / "wide.png", np.zeros((4, 6)))
+    with pytest.raises(ValueError) as info:
+        load_images(f"folder:{tmp_path}")
+    message = str(info.value)
+    assert "small.png" in message and "4x4" in message
+    assert "wide.png" in message and "6x4" in message
+    assert "resolution" in message
+
+
+def test_mixed_sizes_load_when_resolution_is_given(tmp_path):
+    _write_png(tmp_path / "small.png", np.zeros((4, 4)))
+    _write_png(tmp_path / "wide.png", np.full((4, 6), 255))
+    data = load_images(f"folder:{tmp_path}", resolution=8)
+    assert data.images.shape == (2, 1, 8, 8)
+    assert data.images[0].eq(-1).all() and data.images[1].eq(1).all()
+
+
+def test_tensor_spec_is_accepted_when_in_range():
+    images = torch.rand(3, 1, 6, 6) * 2 - 1
+    assert torch.equal(load_images(images).images, images)
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [(torch.rand(2, 1, 4, 4) * 255, "values in \\[-1, 1\\]"), (torch.rand(4, 4), "shape"), (torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "float")],
+)
+def test_tensor_spec_out_of_range_or_misshapen_is_rejected(bad, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        load_images(bad)
+
+
+def test_unknown_spec_lists_accepted_forms():
+    with pytest.raises(ValueError) as info:
+        load_images("mnist")
+    assert "'digits'" in str(info.value) and "folder:PATH" in str(info.value)
+
+
+def test_to_uint8_maps_endpoints_and_midpoint_by_hand():
+    images = torch.tensor([-1.0, 0.0, 1.0, 0.5]).view(1, 1, 2, 2)
+    # (x + 1) * 127.5: 0, 127.5 -> 128 (round half to even), 255, 191.25 -> 191
+    assert to_uint8(images).flatten().tolist() == [0, 128, 255, 191]
+
+
+def test_image_grid_png_has_tiles_at_expected_places(tmp_path):
+    images = torch.stack([torch.full((1, 3, 3), v) for v in (-1.0, 1.0, 1.0)])
+    path = save_image_grid(images, tmp_path / "out" / "grid.png", nrow=2, padding=1)
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (2 * 4 + 1, 2 * 4 + 1)
+    assert grid[1, 1] == 0 and grid[1, 5] == 255 and grid[5, 1] == 255
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
