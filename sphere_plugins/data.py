@@ -136,7 +136,8 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
     if not files:
         raise ValueError(
-            f"image folder {str(folder)!r} contains no image files (looked for {', '.join(sorted(extensions)[:8])}, ...)"
+            f"image folder {str(folder)!r} contains no image files "
+            f"(looked for {', '.join(sorted(extensions)[:8])}, ...)"
         )
     return files
 
@@ -192,9 +193,8 @@ def _load_folder(folder: Path, resolution: int | None, channels: int | None, lim
         labels = torch.tensor([index[p[0]] for p in parts], dtype=torch.int64)
     classes = f", {len(class_names)} classes" if labels is not None else ""
     size = images.shape[-1]
-    return ImageSet(
-        images, labels, folder.name or str(folder), f"{len(files)} images from {folder}, {size}x{size}{classes}", class_names
-    )
+    description = f"{len(files)} images from {folder}, {size}x{size}{classes}"
+    return ImageSet(images, labels, folder.name or str(folder), description, class_names)
 
 
 def to_uint8(images: Tensor) -> Tensor:

@@ -116,7 +116,8 @@ class ClassifierFeatures:
         self.image_shape = tuple(info["image_shape"])
         self.description = (
             f"{self.name}: small CNN trained on {info['data']} ({info['n_train']} images, "
-            f"{self.image_shape[1]}x{self.image_shape[2]}), test accuracy {self.accuracy:.4f} on {info['n_test']} held-out images"
+            f"{self.image_shape[1]}x{self.image_shape[2]}), test accuracy {self.accuracy:.4f} "
+            f"on {info['n_test']} held-out images"
         )
 
     @torch.no_grad()
@@ -125,7 +126,8 @@ class ClassifierFeatures:
         check_image_tensor(images)
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(
-                f"{self.name} was trained on images of shape {self.image_shape} (C, H, W), got {tuple(images.shape[1:])}; "
+                f"{self.name} was trained on images of shape {self.image_shape} (C, H, W), "
+                f"got {tuple(images.shape[1:])}; "
                 "resize the images or train the classifier at this resolution"
             )
         return self.model.features(images.to(self.device, torch.float32)).double().cpu().numpy()
@@ -153,7 +155,8 @@ def classifier_features(
         try:
             return _load_classifier(weights_path, info_path, fingerprint, device)
         except Exception as err:  # any unreadable cache entry is rebuilt, never trusted
-            warnings.warn(f"feature-network cache {weights_path.name} is unreadable ({err}); retraining it", stacklevel=2)
+            message = f"feature-network cache {weights_path.name} is unreadable ({err}); retraining it"
+            warnings.warn(message, stacklevel=2)
     model, info = _train_classifier(data, config, fingerprint)
     from safetensors.torch import save_file
 
@@ -264,6 +267,8 @@ def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: in
     """Run an extractor over `images` in batches and stack the float64 features."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [np.asarray(extractor(images[i : i + batch_size]), dtype=np.float64) for i in range(0, len(images), batch_size)]
+    chunks = [
+        np.asarray(extractor(images[i : i + batch_size]), dtype=np.float64) for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 

@@ -32,7 +32,9 @@ from sphere_plugins.metrics.sources import ImageSource, iter_image_batches, sour
 FEATURE_CHOICES = "'auto', 'inception', 'classifier' or a FeatureExtractor"
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), the squared W2 distance between two Gaussians.
 
     A non-finite square root (near-singular product) is retried with `eps` added to both diagonals; a small
@@ -53,7 +55,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if np.iscomplexobj(covmean):
         imaginary = np.abs(np.diagonal(covmean).imag).max()
         if imaginary > 1e-3:
-            raise ValueError(f"matrix square root has an imaginary component of {imaginary:.3g}; covariances are degenerate")
+            raise ValueError(
+                f"matrix square root has an imaginary component of {imaginary:.3g}; covariances are degenerate"
+            )
         covmean = covmean.real
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
@@ -136,7 +140,9 @@ def resolve_features(
         if not (isinstance(real, ImageSet) and real.labels is not None):
             if features == "auto":
                 check_inception_weights(inception_dir)
-            raise ValueError("features='classifier' needs `real` to be a labelled ImageSet (e.g. load_images('digits'))")
+            raise ValueError(
+                "features='classifier' needs `real` to be a labelled ImageSet (e.g. load_images('digits'))"
+            )
         extractor = classifier_features(real, cache_dir, device=device)
         if features == "auto":
             warnings.warn(
@@ -184,7 +190,12 @@ def _record(metric, value, extractor, f_real, f_fake, real, seed, **extra) -> Me
         n_samples=int(f_fake.shape[0]),
         seed=seed,
         data=source_name(real),
-        extra={"n_real": int(f_real.shape[0]), "n_fake": int(f_fake.shape[0]), "feature_dim": int(f_real.shape[1]), **extra},
+        extra={
+            "n_real": int(f_real.shape[0]),
+            "n_fake": int(f_fake.shape[0]),
+            "feature_dim": int(f_real.shape[1]),
+            **extra,
+        },
     )
 
 
@@ -207,7 +218,9 @@ def compute_fid(
     `n_fake`/`n_real` images drawn. `seed` is recorded (seed your generator yourself). Set the record's
     `prior` and `model` with dataclasses.replace.
     """
-    extractor, f_real, f_fake = _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir)
+    extractor, f_real, f_fake = _pair_features(
+        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir
+    )
     value = frechet_distance_from_features(f_real, f_fake)
     return _record(fd_label(extractor), value, extractor, f_real, f_fake, real, seed)
 
@@ -228,6 +241,9 @@ def compute_kid(
     inception_dir: str | os.PathLike | None = None,
 ) -> MetricRecord:
     """Kernel distance (KID) between two image sources; sources and labelling as in compute_fid."""
-    extractor, f_real, f_fake = _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir)
+    extractor, f_real, f_fake = _pair_features(
+        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir
+    )
     value = kernel_distance(f_real, f_fake, num_subsets, max_subset_size, seed)
-    return _record(kd_label(extractor), value, extractor, f_real, f_fake, real, seed, num_subsets=num_subsets, max_subset_size=max_subset_size)
+    extra = {"num_subsets": num_subsets, "max_subset_size": max_subset_size}
+    return _record(kd_label(extractor), value, extractor, f_real, f_fake, real, seed, **extra)

@@ -45,7 +45,8 @@ class LPIPS:
 
         path = lpips_backbone_path(net)
         if not allow_random_backbone and not path.is_file():
-            raise MissingMetricWeightsError(path.name, str(path.parent), f"LPIPS-{net} (torchvision backbone)", _backbone_url(net))
+            purpose = f"LPIPS-{net} (torchvision backbone)"
+            raise MissingMetricWeightsError(path.name, str(path.parent), purpose, _backbone_url(net))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=allow_random_backbone, verbose=False)
@@ -64,7 +65,8 @@ class LPIPS:
         smallest = MIN_SIZE[self.net]
         if min(x.shape[-2:]) < smallest:
             raise ValueError(
-                f"LPIPS-{self.net} needs images of at least {smallest}x{smallest} pixels, got {x.shape[-2]}x{x.shape[-1]}; resize them first"
+                f"LPIPS-{self.net} needs images of at least {smallest}x{smallest} pixels, "
+                f"got {x.shape[-2]}x{x.shape[-1]}; resize them first"
             )
         x, y = (t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t for t in (x, y))
         return self.model(x.to(self.device, torch.float32), y.to(self.device, torch.float32)).flatten().cpu()

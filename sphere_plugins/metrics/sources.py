@@ -14,7 +14,9 @@ from sphere_plugins.data import ImageSet, check_image_tensor, list_image_files, 
 ImageSource = Tensor | ImageSet | str | os.PathLike | Callable[[int], Tensor]
 
 
-def iter_image_batches(source: ImageSource, n: int | None = None, batch_size: int = 64, name: str = "source") -> Iterator[Tensor]:
+def iter_image_batches(
+    source: ImageSource, n: int | None = None, batch_size: int = 64, name: str = "source"
+) -> Iterator[Tensor]:
     """Yield [-1, 1] image batches: the first `n` images of a tensor, ImageSet or folder ("folder:PATH" or a
     path), or `n` images drawn from a callable `gen(batch) -> [batch, C, H, W]`."""
     if n is not None and (not isinstance(n, int) or n < 1):

@@ -19,11 +19,15 @@ from sphere_plugins.metrics.sources import ImageSource, iter_image_batches, sour
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
-def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int = 512, generator: torch.Generator | None = None, chunk: int = 128) -> Tensor:
+def sliced_wasserstein(
+    a: Tensor, b: Tensor, n_projections: int = 512, generator: torch.Generator | None = None, chunk: int = 128
+) -> Tensor:
     """Mean over random unit directions of the 1-D W1 distance between the projections of two equal-size
     point sets [N, D] (sorted projections compared pairwise)."""
     if a.dim() != 2 or b.dim() != 2 or a.shape != b.shape or a.shape[0] == 0:
-        raise ValueError(f"a and b must be point sets [N, D] of the same non-empty shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a and b must be point sets [N, D] of the same non-empty shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if n_projections < 1:
         raise ValueError(f"n_projections must be >= 1, got {n_projections}")
     total = a.new_zeros(())
@@ -82,7 +86,9 @@ def laplacian_pyramid(images: Tensor, levels: int) -> list[Tensor]:
     return pyramid
 
 
-def neighbourhood_descriptors(images: Tensor, count: int, size: int = 7, generator: torch.Generator | None = None) -> Tensor:
+def neighbourhood_descriptors(
+    images: Tensor, count: int, size: int = 7, generator: torch.Generator | None = None
+) -> Tensor:
     """`count` random `size` x `size` patches per image, as [N * count, C, size, size]."""
     n, _, h, w = images.shape
     if h < size or w < size:
@@ -102,7 +108,7 @@ def _normalized(descriptors: Tensor) -> Tensor:
     return ((descriptors - mean) / std).flatten(1)
 
 
-def _level_descriptors(source: ImageSource, n: int | None, levels: int, count: int, size: int, batch_size: int, generator, name: str) -> list[Tensor]:
+def _level_descriptors(source, n, levels, count, size, batch_size, generator, name) -> list[Tensor]:
     """Descriptors of every pyramid level of a source, collected batch by batch."""
     collected: list[list[Tensor]] = [[] for _ in range(levels)]
     for batch in iter_image_batches(source, n, batch_size, name):
@@ -126,10 +132,14 @@ def sliced_wasserstein_distance(
     seed: int = 0,
 ) -> dict[str, float]:
     """ProGAN's SWD (raw, not x1e3) per pyramid level, keyed by resolution ("32", "16", ...), plus "avg"."""
-    return _swd_levels(real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed)[0]
+    return _swd_levels(
+        real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed
+    )[0]
 
 
-def _swd_levels(real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed):
+def _swd_levels(
+    real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed
+):
     """Per-level distances and the numbers of real and fake images used."""
     generator = torch.Generator().manual_seed(seed)
     first = next(iter(iter_image_batches(real, 1, 1, "real")))
@@ -137,13 +147,18 @@ def _swd_levels(real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_proj
     levels = pyramid_level_count(size, min_resolution)
     lowest = size // 2 ** (levels - 1)
     if lowest < nhood_size:
-        raise ValueError(f"the {lowest}x{lowest} pyramid level is smaller than the {nhood_size}x{nhood_size} neighbourhood; raise min_resolution")
+        raise ValueError(
+            f"the {lowest}x{lowest} pyramid level is smaller than the {nhood_size}x{nhood_size} neighbourhood; "
+            "raise min_resolution"
+        )
     desc_real = _level_descriptors(real, n_real, levels, nhoods_per_image, nhood_size, batch_size, generator, "real")
     desc_fake = _level_descriptors(fake, n_fake, levels, nhoods_per_image, nhood_size, batch_size, generator, "fake")
     results = {}
     for level, (a, b) in enumerate(zip(desc_real, desc_fake)):
         if a.shape[1] != b.shape[1]:
-            raise ValueError(f"real and fake descriptors differ in size ({a.shape[1]} vs {b.shape[1]}): images differ in channels")
+            raise ValueError(
+                f"real and fake descriptors differ in size ({a.shape[1]} vs {b.shape[1]}): images differ in channels"
+            )
         m = min(a.shape[0], b.shape[0])
         a = a[torch.randperm(a.shape[0], generator=generator)[:m].to(a.device)]
         b = b[torch.randperm(b.shape[0], generator=generator)[:m].to(b.device)]
@@ -176,5 +191,9 @@ def compute_swd(
         n_samples=count_fake,
         seed=seed,
         data=source_name(real),
-        extra={"levels_x1e3": {k: 1e3 * v for k, v in levels.items() if k != "avg"}, "scale": 1000, "n_real": count_real},
+        extra={
+            "levels_x1e3": {k: 1e3 * v for k, v in levels.items() if k != "avg"},
+            "scale": 1000,
+            "n_real": count_real,
+        },
     )

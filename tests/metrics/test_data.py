@@ -107,7 +107,11 @@ def test_tensor_spec_is_accepted_when_in_range():
 
 @pytest.mark.parametrize(
     "bad, fragment",
-    [(torch.rand(2, 1, 4, 4) * 255, "values in \\[-1, 1\\]"), (torch.rand(4, 4), "shape"), (torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "float")],
+    [
+        (torch.rand(2, 1, 4, 4) * 255, "values in \\[-1, 1\\]"),
+        (torch.rand(4, 4), "shape"),
+        (torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "float"),
+    ],
 )
 def test_tensor_spec_out_of_range_or_misshapen_is_rejected(bad, fragment):
     with pytest.raises(ValueError, match=fragment):

@@ -195,10 +195,10 @@ def test_generator_callable_without_n_is_rejected(digits, digits_cnn):
 def test_fd_of_a_set_with_itself_is_zero_and_grows_with_noise(digits, digits_cnn):
     same = compute_fid(digits, digits.images, features=digits_cnn).value
     generator = torch.Generator().manual_seed(0)
-    noisy = [
-        compute_fid(digits, (digits.images + s * torch.randn(digits.images.shape, generator=generator)).clamp(-1, 1), features=digits_cnn).value
-        for s in (0.2, 0.6)
+    noisy_sets = [
+        (digits.images + s * torch.randn(digits.images.shape, generator=generator)).clamp(-1, 1) for s in (0.2, 0.6)
     ]
+    noisy = [compute_fid(digits, images, features=digits_cnn).value for images in noisy_sets]
     assert abs(same) < 1e-6
     assert 0 < noisy[0] < noisy[1]
 

@@ -54,7 +54,8 @@ def test_sliced_distance_grows_with_mean_shift():
     generator = torch.Generator().manual_seed(2)
     a = torch.randn(2000, 4, generator=generator)
     b = torch.randn(2000, 4, generator=generator)
-    distances = [sliced_wasserstein(a, b + s, 256, torch.Generator().manual_seed(0)).item() for s in (0.0, 0.5, 1.0, 2.0)]
+    shifts = (0.0, 0.5, 1.0, 2.0)
+    distances = [sliced_wasserstein(a, b + s, 256, torch.Generator().manual_seed(0)).item() for s in shifts]
     assert distances == sorted(distances) and distances[-1] > 5 * distances[0]
 
 
