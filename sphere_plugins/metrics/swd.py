@@ -36,9 +36,10 @@ def sliced_wasserstein(
         k = min(chunk, n_projections - done)
         directions = torch.randn(a.shape[1], k, generator=generator, dtype=a.dtype, device="cpu").to(a.device)
         directions = directions / directions.norm(dim=0, keepdim=True)
-        projected_a, _ = torch.sort(a @ directions, dim=0)
-        projected_b, _ = torch.sort(b @ directions, dim=0)
-        total = total + (projected_a - projected_b).abs().mean(dim=0).sum()
+        # [k, N] layout: sorting along the contiguous dimension is markedly faster than along dim 0.
+        projected_a, _ = torch.sort(directions.T @ a.T, dim=1)
+        projected_b, _ = torch.sort(directions.T @ b.T, dim=1)
+        total = total + (projected_a - projected_b).abs().mean(dim=1).sum()
         done += k
     return total / n_projections
 
