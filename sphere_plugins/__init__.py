@@ -4,6 +4,7 @@ Distribution-robust sampling (centerize + spherize any prior's latents) and sphe
 autoencoders, wired into third-party models through pluggy hooks.
 """
 
+from sphere_plugins.data import ImageSet, load_images, save_image_grid, to_uint8
 from sphere_plugins.errors import (
     MissingWeightsError,
     SpherePluginsError,
@@ -15,6 +16,7 @@ from sphere_plugins.errors import (
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, slerp, spherize
 from sphere_plugins.loss import SAELoss, VAELoss
+from sphere_plugins.metrics.record import MetricRecord
 from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
 from sphere_plugins.wrap import (
@@ -30,7 +32,8 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "MissingWeightsError", "SAELoss",
+    "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "ImageSet", "MetricRecord",
+    "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
     "centerize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",

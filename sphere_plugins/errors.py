@@ -61,6 +61,9 @@ class UnknownModelError(_NamedLookupError):
 class MissingWeightsError(SpherePluginsError, FileNotFoundError):
     """Raised when a weight file a real metric or model needs is not on disk (nothing is downloaded)."""
 
+    def __str__(self) -> str:  # OSError's str would print errno fields instead of the message
+        return str(self.args[0]) if self.args else ""
+
     def __init__(self, filename: str, folder: str, purpose: str, source: str | None = None):
         where = f" (it is published at {source})" if source else ""
         super().__init__(f"{purpose} needs the weight file {filename!r}: put it in {folder}{where}.")

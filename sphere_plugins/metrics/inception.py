@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from sphere_plugins.data import check_image_tensor, to_uint8
-from sphere_plugins.metrics.errors import MissingMetricWeightsError
+from sphere_plugins.errors import MissingWeightsError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
@@ -35,7 +35,7 @@ def check_inception_weights(folder: str | os.PathLike | None = None) -> Path:
     """Return the weight file path, or raise MissingWeightsError naming the file, the folder and its URL."""
     path = inception_weights_path(folder)
     if not path.is_file():
-        raise MissingMetricWeightsError(
+        raise MissingWeightsError(
             INCEPTION_FILE,
             str(path.parent),
             "FID (clean-fid's InceptionV3)",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sphere_plugins.data import check_image_tensor
-from sphere_plugins.metrics.errors import MissingMetricWeightsError
+from sphere_plugins.errors import MissingWeightsError
 from sphere_plugins.metrics.record import MetricRecord
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
@@ -46,7 +46,7 @@ class LPIPS:
         path = lpips_backbone_path(net)
         if not allow_random_backbone and not path.is_file():
             purpose = f"LPIPS-{net} (torchvision backbone)"
-            raise MissingMetricWeightsError(path.name, str(path.parent), purpose, _backbone_url(net))
+            raise MissingWeightsError(path.name, str(path.parent), purpose, _backbone_url(net))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=allow_random_backbone, verbose=False)
