@@ -1,0 +1,52 @@
+"""The sphere_diffusers plugin: hook implementations only; diffusers is imported only for its own models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sphere_plugins import hookimpl
+
+from sphere_diffusers import autoencoders, pipelines
+from sphere_diffusers.loading import load_diffusers
+from sphere_diffusers.recognize import autoencoder_class, is_diffusers_autoencoder, is_pipeline, unsupported_message
+
+
+def _reject_unsupported(model: Any) -> None:
+    if is_diffusers_autoencoder(model):
+        raise ValueError(unsupported_message(f"the diffusers model {type(model).__name__}"))
+
+
+@hookimpl
+def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
+    kind = autoencoder_class(model)
+    if kind is not None:
+        return autoencoders.autoencoder_adapter(model, kind, options)
+    _reject_unsupported(model)
+    return None
+
+
+@hookimpl
+def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> Any:
+    kind = autoencoder_class(model)
+    if kind is not None:
+        return autoencoders.decoder_adapter(model, kind, options)
+    if is_pipeline(model):
+        return pipelines.pipeline_adapter(model, options)
+    _reject_unsupported(model)
+    return None
+
+
+@hookimpl
+def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
+    scheme, _, name = spec.partition(":")
+    if scheme != "diffusers":
+        return None
+    if not name:
+        raise ValueError(f"spec {spec!r} names no model; expected 'diffusers:PATH', 'diffusers:owner/repo', "
+                         "'diffusers:tiny-vae' or 'diffusers:tiny-ddpm'")
+    return load_diffusers(name, options)
+
+
+@hookimpl
+def sphere_example_models() -> list[str]:
+    return ["diffusers:tiny-vae", "diffusers:tiny-ddpm"]
