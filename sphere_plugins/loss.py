@@ -1,4 +1,4 @@
-"""Losses: the spherical autoencoder's reconstruction-only loss (eq. 11) and the VAE baseline's."""
+"""Losses: the spherical autoencoder's reconstruction-only loss (eq. 11) and the VAE and S-VAE baselines'."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from sphere_plugins.vmf import kl_to_uniform
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -96,3 +98,26 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     """A draw from N(mu, exp(logvar)) that gradients flow through (the VAE's reparameterization)."""
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * noise
+
+
+class SVAELoss(nn.Module):
+    """The S-VAE baseline: reconstruction + beta * KL(vMF(mu, kappa) || Uniform(S^{d-1})) / (entries per image).
+
+    The KL depends on kappa and d only; it is scaled like VAELoss's so the two baselines weigh their
+    priors the same way.
+    """
+
+    def __init__(self, beta: float = 1.0, p: float = 2.0, reduction: Reduction = "mean"):
+        super().__init__()
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta!r}")
+        self.beta = float(beta)
+        self.reconstruction = SAELoss(p=p, reduction="none")
+        self.reduction = reduction
+
+    def forward(self, x: Tensor, x_rec: Tensor, mu: Tensor, kappa: Tensor) -> Tensor:
+        if mu.dim() != 2 or kappa.reshape(-1).shape[0] != mu.shape[0]:
+            raise ValueError(f"mu must be [N, d] and kappa hold N values, got {list(mu.shape)} and {list(kappa.shape)}")
+        kl = kl_to_uniform(kappa.reshape(-1), mu.shape[1])
+        per_sample = self.reconstruction(x, x_rec) + self.beta * kl / x[0].numel()
+        return _reduce(per_sample, self.reduction)

@@ -1,7 +1,7 @@
 """Small built-in networks for tests and quick benchmarks: a conv encoder/decoder pair.
 
-The encoder can emit extra code channels (`heads`) so the VAE baseline (mu, logvar) shares the
-spherical autoencoder's architecture exactly.
+The encoder can emit extra code channels (`heads`, `extra`) so the VAE baseline (mu, logvar) and the
+S-VAE baseline (mean direction, concentration) share the spherical autoencoder's architecture exactly.
 """
 
 from __future__ import annotations
@@ -18,18 +18,22 @@ def _check_resolution(resolution: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Images [N, C, R, R] -> codes [N, heads * z_dim], halving the resolution down to 4x4."""
+    """Images [N, C, R, R] -> codes [N, heads * z_dim + extra], halving the resolution down to 4x4."""
 
-    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
+    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1,
+                 extra: int = 0):
         super().__init__()
+        if not isinstance(extra, int) or extra < 0:
+            raise ValueError(f"extra must be a non-negative int (additional outputs), got {extra!r}")
         levels = _check_resolution(resolution) - 2
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2)]
         for _ in range(levels):
             layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-        layers += [nn.Flatten(), nn.Linear(width * 16, heads * z_dim)]
+        layers += [nn.Flatten(), nn.Linear(width * 16, heads * z_dim + extra)]
         self.net = nn.Sequential(*layers)
         self.z_dim = z_dim
         self.heads = heads
+        self.extra = extra
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
