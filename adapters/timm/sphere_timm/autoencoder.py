@@ -1,0 +1,47 @@
+"""A timm encoder paired with a decoder: one module with encode/decode/z_dim, as every adapter expects."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sphere_plugins.models import ConvDecoder
+from torch import Tensor, nn
+
+from sphere_timm.encoder import TimmEncoder
+
+
+class TimmAutoencoder(nn.Module):
+    """encode: images in [-1, 1] -> raw codes [N, z_dim] (timm backbone); decode: codes -> images."""
+
+    def __init__(self, encoder: TimmEncoder, decoder: nn.Module):
+        super().__init__()
+        if not isinstance(encoder, TimmEncoder):
+            raise ValueError(f"encoder must be a TimmEncoder, got {type(encoder).__name__}")
+        if not isinstance(decoder, nn.Module):
+            raise ValueError(f"decoder must be an nn.Module mapping [N, z_dim] codes to images, "
+                             f"got {type(decoder).__name__}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.z_dim = encoder.z_dim
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+
+def build_timm_autoencoder(name: str, z_dim: int = 10, resolution: int = 16, channels: int = 1, width: int = 32,
+                           pretrained: bool = False, checkpoint_path: str | os.PathLike | None = None,
+                           min_size: int = 32, **timm_kwargs: Any) -> TimmAutoencoder:
+    """A timm backbone encoder and the core's conv decoder for `channels` x `resolution`^2 images.
+
+    Defaults match "builtin:tiny-ae" (1 channel, 16x16, z_dim 10); `resolution` must be a power of two >= 4.
+    """
+    encoder = TimmEncoder(name, z_dim, pretrained=pretrained, checkpoint_path=checkpoint_path, in_chans=channels,
+                          min_size=min_size, **timm_kwargs)
+    return TimmAutoencoder(encoder, ConvDecoder(channels=channels, resolution=resolution, z_dim=z_dim, width=width))

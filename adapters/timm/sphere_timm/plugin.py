@@ -1,0 +1,51 @@
+"""The sphere_timm plugin: hook implementations only; timm is imported when a model is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sphere_plugins import AutoencoderAdapter, hookimpl
+from torch import nn
+
+from sphere_timm.autoencoder import TimmAutoencoder, build_timm_autoencoder
+from sphere_timm.encoder import TimmEncoder
+
+OPTIONS = ("z_shape",)
+
+
+def _as_autoencoder(model: Any) -> TimmAutoencoder | None:
+    if isinstance(model, TimmAutoencoder):
+        return model
+    if (isinstance(model, (tuple, list)) and len(model) == 2 and isinstance(model[0], TimmEncoder)
+            and isinstance(model[1], nn.Module)):
+        return TimmAutoencoder(*model)
+    return None
+
+
+@hookimpl
+def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> AutoencoderAdapter | None:
+    autoencoder = _as_autoencoder(model)
+    if autoencoder is None:
+        return None
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for a timm autoencoder; accepted options: {', '.join(OPTIONS)}")
+    z_shape = tuple(options.get("z_shape") or (autoencoder.z_dim,))
+    if z_shape != (autoencoder.z_dim,):
+        raise ValueError(f"z_shape must be ({autoencoder.z_dim},) for this TimmEncoder (z_dim), got {z_shape!r}")
+    return AutoencoderAdapter(z_shape=z_shape, encode=autoencoder.encode, decode=autoencoder.decode,
+                              module=autoencoder, name=f"TimmAutoencoder({autoencoder.encoder.name})",
+                              input_range=(-1.0, 1.0))
+
+
+@hookimpl
+def sphere_load_model(spec: str, options: dict[str, Any]) -> TimmAutoencoder | None:
+    scheme, _, name = spec.partition(":")
+    if scheme != "timm":
+        return None
+    return build_timm_autoencoder(name, **options)
+
+
+@hookimpl
+def sphere_example_models() -> list[str]:
+    return ["timm:test_resnet"]
