@@ -9,8 +9,11 @@ import torch
 from sphere_stylegan2.discriminator import Discriminator
 from sphere_stylegan2.generator import Generator
 
+# rgb_scale multiplies the initial ToRGB weights: at StyleGAN's own init (1.0) an untrained network's pixels
+# have std about 1 and reach +-6; 0.1 keeps a random tiny network's images inside [-1, 1], the range trained
+# StyleGAN images have, so tests and benchmarks can treat them like real samples.
 TINY_DEFAULTS: dict[str, Any] = dict(resolution=16, channels=3, z_dim=64, w_dim=64, c_dim=0, architecture="skip",
-                                     channel_max=32, mapping_layers=2, seed=None)
+                                     channel_max=32, mapping_layers=2, rgb_scale=0.1, seed=None)
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
@@ -24,6 +27,8 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     for name in ("channels", "z_dim", "w_dim", "channel_max", "mapping_layers"):
         if not isinstance(merged[name], int) or merged[name] < 1:
             raise ValueError(f"{name} must be a positive int, got {merged[name]!r}")
+    if not isinstance(merged["rgb_scale"], (int, float)) or not merged["rgb_scale"] > 0:
+        raise ValueError(f"rgb_scale must be a positive number, got {merged['rgb_scale']!r}")
     return merged
 
 
@@ -55,7 +60,13 @@ def _build(cls: type, kwargs: dict[str, Any], seed: int | None) -> Any:
 
 def tiny_generator(**options: Any) -> Generator:
     """A small random generator (defaults: 16x16 RGB, z_dim = w_dim = 64, 32 channels); `seed` fixes its weights."""
-    return _build(Generator, tiny_generator_kwargs(**options), options.get("seed"))
+    G = _build(Generator, tiny_generator_kwargs(**options), options.get("seed"))
+    scale = _options(options)["rgb_scale"]
+    with torch.no_grad():
+        for name, parameter in G.named_parameters():
+            if name.endswith("torgb.weight"):
+                parameter.mul_(scale)
+    return G
 
 
 def tiny_discriminator(**options: Any) -> Discriminator:

@@ -95,8 +95,8 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-# Everything a network pickle may name. set/frozenset and _codecs.encode are how pickle protocols
-# below 4 write sets and bytes; the rest are listed in the format notes (module state, tensors, numbers).
+# Everything a network pickle may name. set/frozenset (Python 2 spelling too) and _codecs.encode are how
+# pickle protocols below 4 write sets and bytes; the rest are listed in the format notes (module state, tensors, numbers).
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct,
     ("dnnlib.util", "EasyDict"): EasyDict,
@@ -109,6 +109,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,
+    ("__builtin__", "frozenset"): frozenset,
     ("_codecs", "encode"): _latin1_bytes,
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
@@ -149,8 +150,6 @@ def save_checkpoint(path: Path, step: int, nets: dict[str, nn.Module],
 
 def load_checkpoint(path: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> int:
     """Restore networks and optimizers from `path`; returns the step it was written at."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
