@@ -1,0 +1,291 @@
+"""One training loop on accelerate for every autoencoder objective: CPU, one GPU, or several processes
+under `accelerate launch`, with gradient accumulation, mixed precision on GPU, JSON-lines logs,
+atomic periodic checkpoints and exact resume.
+
+`batch_size` is per process and per micro-batch: an optimizer step sees
+batch_size * grad_accum * num_processes images. A resumed run continues the weights, the optimizer,
+every process's torch RNG and the data order, so on the CPU it reproduces an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sphere_plugins.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from sphere_plugins.data import ImageSet, check_image_tensor, load_images
+from sphere_plugins.training.batches import ShardedBatches
+
+Callback = Callable[[int, dict[str, float]], None]
+_PRECISIONS = ("no", "fp16", "bf16")
+# Config fields whose change makes a resumed run differ from the run it continues.
+_TRAJECTORY_FIELDS = ("batch_size", "lr", "seed", "grad_accum", "mixed_precision", "max_grad_norm", "weight_decay")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run (saved in every checkpoint)."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    max_grad_norm: float | None = None
+    weight_decay: float = 0.0
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int | None = 3
+    resume: bool | str = False
+    log_path: str | None = None
+    log_every: int = 10
+    progress: bool = True
+    cpu: bool = False
+    find_unused_parameters: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an int >= 0 (0: only at the end), got {self.checkpoint_every!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
+        if self.resume and self.checkpoint_dir is None and not isinstance(self.resume, str):
+            raise ValueError("resume=True needs checkpoint_dir (where to look for checkpoints)")
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+        if self.log_path is not None:
+            self.log_path = os.fspath(self.log_path)
+        if isinstance(self.resume, os.PathLike):
+            self.resume = os.fspath(self.resume)
+
+
+@dataclass
+class TrainResult:
+    """What a run returns: the trained objective (unwrapped), where it stopped, and its log records."""
+
+    objective: nn.Module
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    resumed_from: Path | None = None
+    seconds: float = 0.0
+
+
+def as_images(data: Any) -> Tensor:
+    """Images [N, C, H, W] in [-1, 1] from a tensor, an ImageSet-like object (.images) or a data spec string."""
+    if isinstance(data, (str, os.PathLike)):
+        data = load_images(os.fspath(data))
+    if isinstance(data, ImageSet) or (not isinstance(data, Tensor) and isinstance(getattr(data, "images", None), Tensor)):
+        data = data.images
+    return check_image_tensor(data, "data")
+
+
+def _make_accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    if config.mixed_precision != "no" and (config.cpu or not torch.cuda.is_available()):
+        raise ValueError(f"mixed_precision={config.mixed_precision!r} needs a GPU; use 'no' on the CPU")
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)]
+    return Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision,
+                       gradient_accumulation_steps=config.grad_accum, kwargs_handlers=handlers)
+
+
+class _JsonLines:
+    """Append-only JSON-lines log on the main process; on resume, drops records past the resumed step."""
+
+    def __init__(self, path: str | None, active: bool, resumed_step: int):
+        self.path = Path(path) if path and active else None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resumed_step and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short when the run was killed
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= resumed_step:
+                    kept.append(line)
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _rng_tensors(accelerator) -> dict[str, Tensor]:
+    from accelerate.utils import gather_object
+
+    mine = {"cpu": torch.get_rng_state()}
+    if accelerator.device.type == "cuda":
+        mine["cuda"] = torch.cuda.get_rng_state(accelerator.device)
+    states = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
+    return {f"rng/{kind}/{rank}": t for rank, state in enumerate(states) for kind, t in state.items()}
+
+
+def _choose_checkpoint(config: TrainConfig, accelerator) -> Path | None:
+    from accelerate.utils import broadcast_object_list
+
+    chosen: list[Any] = [None]
+    if accelerator.is_main_process:
+        if isinstance(config.resume, str):
+            chosen[0] = config.resume
+        else:
+            found = latest_checkpoint(config.checkpoint_dir)
+            chosen[0] = None if found is None else str(found)
+    if accelerator.num_processes > 1:
+        broadcast_object_list(chosen)
+    return None if chosen[0] is None else Path(chosen[0])
+
+
+def _restore(checkpoint: Checkpoint, model, optimizer, batches: ShardedBatches, accelerator,
+             config: TrainConfig) -> None:
+    saved = checkpoint.state.get("config", {})
+    changed = [f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in _TRAJECTORY_FIELDS
+               if k in saved and saved[k] != getattr(config, k)]
+    if changed:
+        warnings.warn(f"resuming {checkpoint.path} with a changed config ({'; '.join(changed)}); "
+                      "the run will not match an uninterrupted one", stacklevel=3)
+    checkpoint.load_model(accelerator.unwrap_model(model))
+    optimizer.load_state_dict(checkpoint.optimizer_state)
+    try:
+        batches.load_state(checkpoint.state["data_order"])
+    except ValueError as error:
+        warnings.warn(f"{error}; the data order restarts from epoch {checkpoint.state['data_order']['epoch']}",
+                      stacklevel=3)
+        batches.epoch = int(checkpoint.state["data_order"]["epoch"])
+    rank = accelerator.process_index
+    cpu_state = checkpoint.tensors.get(f"rng/cpu/{rank}")
+    if cpu_state is None:
+        warnings.warn(f"{checkpoint.path} has no RNG state for process {rank}; reseeding", stacklevel=3)
+    else:
+        torch.set_rng_state(cpu_state)
+    cuda_state = checkpoint.tensors.get(f"rng/cuda/{rank}")
+    if cuda_state is not None and accelerator.device.type == "cuda":
+        torch.cuda.set_rng_state(cuda_state, accelerator.device)
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and checkpoint.state.get("scaler"):
+        scaler.load_state_dict(checkpoint.state["scaler"])
+
+
+def _save(config: TrainConfig, step: int, model, optimizer, batches: ShardedBatches, accelerator) -> Path | None:
+    rng = _rng_tensors(accelerator)
+    path = None
+    if accelerator.is_main_process:
+        scaler = getattr(accelerator, "scaler", None)
+        state = {"config": asdict(config), "data_order": batches.state(), "world_size": accelerator.num_processes,
+                 "scaler": scaler.state_dict() if scaler is not None else None}
+        path = save_checkpoint(config.checkpoint_dir, step, accelerator.unwrap_model(model), optimizer, state, rng,
+                               keep=config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def _reduced_logs(sums: dict[str, Tensor], count: int, accelerator) -> dict[str, float]:
+    names = sorted(sums)
+    stacked = torch.stack([sums[n].float() for n in names]) / count
+    if accelerator.num_processes > 1:
+        stacked = accelerator.reduce(stacked, reduction="mean")
+    return dict(zip(names, stacked.tolist()))
+
+
+def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any = None,
+          callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train `objective` (forward(batch) -> (loss, logs)) on images in [-1, 1] with Adam.
+
+    `callbacks` run on every process after each optimizer step as callback(step, latest log record).
+    """
+    if not isinstance(objective, nn.Module):
+        raise ValueError(f"objective must be an nn.Module whose forward returns (loss, logs), got {type(objective).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    images = as_images(data)
+    own_accelerator = accelerator is None
+    accelerator = _make_accelerator(config) if own_accelerator else accelerator
+    if accelerator.gradient_accumulation_steps != config.grad_accum:
+        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
+                         f"config.grad_accum is {config.grad_accum}; make them equal")
+    if config.checkpoint_every and config.checkpoint_dir is None:
+        raise ValueError("checkpoint_every needs checkpoint_dir (where to write checkpoints)")
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed + accelerator.process_index)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("objective has no trainable parameters (all have requires_grad=False)")
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(objective, optimizer)
+    batches = ShardedBatches(images.shape[0], config.batch_size, config.seed, accelerator.process_index,
+                             accelerator.num_processes)
+    start, resumed_from = 0, None
+    if config.resume:
+        resumed_from = _choose_checkpoint(config, accelerator)
+        if resumed_from is not None:
+            checkpoint = load_checkpoint(resumed_from)
+            _restore(checkpoint, model, optimizer, batches, accelerator, config)
+            start = checkpoint.step
+    result = TrainResult(accelerator.unwrap_model(model), start, resumed_from=resumed_from)
+    try:
+        _run(model, optimizer, images, batches, accelerator, config, start, callbacks, result)
+    finally:
+        if own_accelerator:
+            accelerator.free_memory()
+    result.seconds = time.perf_counter() - start_time
+    return result
+
+
+def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator, config: TrainConfig, start: int,
+         callbacks: Sequence[Callback], result: TrainResult) -> None:
+    from tqdm.auto import tqdm
+
+    log = _JsonLines(config.log_path, accelerator.is_main_process, start)
+    bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and accelerator.is_local_main_process),
+               desc="train", dynamic_ncols=True)
+    latest: dict[str, float] = {}
+    model.train()
+    with bar:
+        for step in range(start + 1, config.steps + 1):
+            sums: dict[str, Tensor] = {}
+            for _ in range(config.grad_accum):
+                x = images[batches.next_indices().to(images.device)].to(accelerator.device, non_blocking=True)
+                with accelerator.accumulate(model):
+                    loss, logs = model(x)
+                    accelerator.backward(loss)
+                    if config.max_grad_norm is not None and accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                for name, value in logs.items():
+                    sums[name] = sums[name] + value.detach() if name in sums else value.detach()
+            if step % config.log_every == 0 or step == config.steps:
+                latest = {"step": step, **_reduced_logs(sums, config.grad_accum, accelerator)}
+                result.history.append(latest)
+                log.write(latest)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items() if k != "step"}, refresh=False)
+            result.step = step
+            if config.checkpoint_dir and ((config.checkpoint_every and step % config.checkpoint_every == 0)
+                                          or step == config.steps):
+                result.checkpoint = _save(config, step, model, optimizer, batches, accelerator)
+            bar.update(1)
+            for callback in callbacks:
+                callback(step, latest)

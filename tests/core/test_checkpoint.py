@@ -1,0 +1,165 @@
+"""Checkpoints: exact round trips of weights and optimizer state, atomic writes, pruning, corruption."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from sphere_plugins.checkpoint import (
+    CheckpointError,
+    flatten_optimizer_state,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+
+
+def _trained(seed=0, steps=3):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.95))
+    for _ in range(steps):
+        model(torch.randn(5, 4)).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model, optimizer
+
+
+def _save(root, step, model, optimizer, keep=None):
+    return save_checkpoint(root, step, model, optimizer, {"note": "test"}, {"rng/cpu/0": torch.get_rng_state()},
+                           keep=keep)
+
+
+def test_optimizer_state_survives_flattening_exactly():
+    _, optimizer = _trained()
+    tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+    json.dumps(meta)
+    assert all(isinstance(t, torch.Tensor) for t in tensors.values())
+    restored = unflatten_optimizer_state(tensors, json.loads(json.dumps(meta)))
+    original = optimizer.state_dict()
+    assert restored["param_groups"][0]["betas"] == list(original["param_groups"][0]["betas"])
+    for param_id, entries in original["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(restored["state"][param_id][key], value)
+
+
+def test_training_continues_identically_after_a_round_trip(tmp_path):
+    model, optimizer = _trained()
+    path = _save(tmp_path, 3, model, optimizer)
+    twin, twin_optimizer = _trained(seed=1, steps=1)  # different weights and state, same structure
+    checkpoint = load_checkpoint(path)
+    checkpoint.load_model(twin)
+    twin_optimizer.load_state_dict(checkpoint.optimizer_state)
+    batch = torch.randn(5, 4)
+    for m, o in ((model, optimizer), (twin, twin_optimizer)):
+        m(batch).square().mean().backward()
+        o.step()
+    for a, b in zip(model.state_dict().values(), twin.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_records_step_state_and_extra_tensors(tmp_path):
+    model, optimizer = _trained()
+    rng = torch.get_rng_state()
+    checkpoint = load_checkpoint(_save(tmp_path, 7, model, optimizer))
+    assert checkpoint.step == 7 and checkpoint.state["note"] == "test"
+    assert torch.equal(checkpoint.tensors["rng/cpu/0"], rng)
+
+
+def test_tied_weights_are_saved_and_restored(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False))
+    model[1].weight = model[0].weight
+    path = save_checkpoint(tmp_path, 1, model, None, {})
+    fresh = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False))
+    fresh[1].weight = fresh[0].weight
+    load_checkpoint(path).load_model(fresh)
+    assert torch.equal(fresh[0].weight, model[0].weight) and fresh[1].weight is fresh[0].weight
+
+
+def test_a_write_leaves_no_temporary_folder_and_keeps_only_the_newest(tmp_path):
+    model, optimizer = _trained()
+    for step in (1, 2, 3, 4):
+        _save(tmp_path, step, model, optimizer, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_half_written_checkpoint_from_a_killed_writer_is_ignored_and_cleaned(tmp_path):
+    model, optimizer = _trained()
+    good = _save(tmp_path, 2, model, optimizer)
+    dead = tmp_path / ".tmp-step-00000004-999999"  # a writer killed before its rename
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"partial")
+    assert latest_checkpoint(tmp_path) == good
+    _save(tmp_path, 3, model, optimizer)
+    assert not dead.exists()
+
+
+def test_saving_a_step_again_replaces_it(tmp_path):
+    model, optimizer = _trained()
+    _save(tmp_path, 5, model, optimizer)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    path = _save(tmp_path, 5, model, optimizer)
+    fresh, _ = _trained(seed=3)
+    load_checkpoint(path).load_model(fresh)
+    assert torch.equal(fresh[0].weight, model[0].weight)
+
+
+def _truncate(file):
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda p: _truncate(p / "model.safetensors"), "model.safetensors"),
+        (lambda p: (p / "state.json").write_text("{not json"), "state.json"),
+        (lambda p: (p / "optimizer.safetensors").unlink(), "optimizer.safetensors"),
+        (lambda p: (p / "optimizer.json").write_text((p / "optimizer.json").read_text().replace("0.8", "0.7")),
+         "optimizer.json"),
+    ],
+)
+def test_loading_a_corrupt_checkpoint_names_the_bad_file(tmp_path, damage, named):
+    model, optimizer = _trained()
+    path = _save(tmp_path, 1, model, optimizer)
+    damage(path)
+    with pytest.raises(CheckpointError, match=named):
+        load_checkpoint(path)
+
+
+def test_latest_checkpoint_falls_back_past_a_corrupt_one_with_a_warning(tmp_path):
+    model, optimizer = _trained()
+    older = _save(tmp_path, 1, model, optimizer)
+    newer = _save(tmp_path, 2, model, optimizer)
+    _truncate(newer / "model.safetensors")
+    with pytest.warns(UserWarning, match="step-00000002.*model.safetensors"):
+        assert latest_checkpoint(tmp_path) == older
+
+
+def test_latest_checkpoint_raises_when_every_checkpoint_is_corrupt(tmp_path):
+    model, optimizer = _trained()
+    path = _save(tmp_path, 1, model, optimizer)
+    (path / "state.json").write_text("")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no valid checkpoint"):
+        latest_checkpoint(tmp_path)
+
+
+def test_latest_checkpoint_of_an_empty_or_missing_folder_is_none(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    assert latest_checkpoint(tmp_path / "absent") is None
+
+
+def test_weights_of_another_model_are_rejected_naming_the_file(tmp_path):
+    model, optimizer = _trained()
+    checkpoint = load_checkpoint(_save(tmp_path, 1, model, optimizer))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        checkpoint.load_model(nn.Linear(4, 2))
+
+
+def test_a_missing_checkpoint_folder_is_reported(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "step-00000001")
