@@ -3,7 +3,8 @@
 Images in [-1, 1] are mapped to the backbone's own normalization (its pretrained_cfg mean/std), and
 images whose shorter side is below `min_size` are upsampled bilinearly first: most timm networks
 downsample by 32, so the default min_size=32 keeps at least one feature position (8x8 digits work).
-Pretrained weights are read only from disk: `checkpoint_path`, or the Hugging Face cache.
+Pretrained weights are read only from disk: `checkpoint_path`, the Hugging Face cache, or torch hub's
+checkpoints folder.
 """
 
 from __future__ import annotations
@@ -55,28 +56,28 @@ def pretrained_file(name: str, checkpoint_path: str | os.PathLike | None) -> str
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise ValueError(f"timm publishes no pretrained weights for {name!r}; use pretrained=False "
                          "or pass checkpoint_path= to a weight file")
+    filenames = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_WEIGHT_FILES
+    found = _cached_hub_file(cfg.hf_hub_id, filenames) if cfg.hf_hub_id else None
+    url_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name if cfg.url else None
+    if found is None and url_file is not None and url_file.is_file():
+        found = str(url_file)
+    if found is not None:
+        return found
+    purpose = f"TimmEncoder({name!r}, pretrained=True)"
     if cfg.hf_hub_id:
-        filenames = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_WEIGHT_FILES
-        found = _cached_hub_file(cfg.hf_hub_id, filenames)
-        if found is not None:
-            return found
         raise MissingWeightsError(
             filenames[0], f"the Hugging Face cache {constants.HF_HUB_CACHE} (repo {cfg.hf_hub_id}, e.g. "
             f"`huggingface-cli download {cfg.hf_hub_id}` on a connected machine), or pass checkpoint_path= to it",
-            f"TimmEncoder({name!r}, pretrained=True)", f"https://huggingface.co/{cfg.hf_hub_id}")
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
-    if cached.is_file():
-        return str(cached)
-    raise MissingWeightsError(cached.name, f"{cached.parent}, or pass checkpoint_path= to it",
-                              f"TimmEncoder({name!r}, pretrained=True)", cfg.url)
+            purpose, f"https://huggingface.co/{cfg.hf_hub_id}")
+    raise MissingWeightsError(url_file.name, f"{url_file.parent}, or pass checkpoint_path= to it", purpose, cfg.url)
 
 
 class TimmEncoder(nn.Module):
     """Images [N, in_chans, H, W] in [-1, 1] -> raw codes [N, z_dim] through a timm backbone and a linear head.
 
     `pretrained=True` loads the backbone's weights from `checkpoint_path` (a timm state dict file: its
-    classifier is dropped and the stem adapted to `in_chans` by timm) or else from the Hugging Face cache;
-    nothing is downloaded. `timm_kwargs` go to timm.create_model (e.g. drop_path_rate, img_size).
+    classifier is dropped and the stem adapted to `in_chans` by timm) or else from the Hugging Face cache
+    (or torch hub's checkpoints folder for url-only weights); nothing is downloaded. `timm_kwargs` go to timm.create_model (e.g. drop_path_rate, img_size).
     """
 
     def __init__(self, name: str, z_dim: int, pretrained: bool = False,
@@ -93,7 +94,8 @@ class TimmEncoder(nn.Module):
             raise ValueError("num_classes is fixed to 0 (pooled features) in TimmEncoder; the head maps to z_dim")
         if checkpoint_path is not None and not pretrained:
             raise ValueError("checkpoint_path holds pretrained weights: pass pretrained=True with it")
-        overlay = {"file": pretrained_file(name, checkpoint_path)} if pretrained else None
+        # source=None makes timm read the file even for configs whose source is the hub.
+        overlay = {"file": pretrained_file(name, checkpoint_path), "source": None} if pretrained else None
         self.backbone = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay,
                                           num_classes=0, in_chans=in_chans, **timm_kwargs)
         self.head = nn.Linear(self.backbone.num_features, z_dim)
