@@ -221,8 +221,7 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     images = as_images(data)
-    own_accelerator = accelerator is None
-    accelerator = _make_accelerator(config) if own_accelerator else accelerator
+    accelerator = _make_accelerator(config) if accelerator is None else accelerator
     if accelerator.gradient_accumulation_steps != config.grad_accum:
         raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
                          f"config.grad_accum is {config.grad_accum}; make them equal")
@@ -245,11 +244,7 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
             _restore(checkpoint, model, optimizer, batches, accelerator, config)
             start = checkpoint.step
     result = TrainResult(accelerator.unwrap_model(model), start, resumed_from=resumed_from)
-    try:
-        _run(model, optimizer, images, batches, accelerator, config, start, callbacks, result)
-    finally:
-        if own_accelerator:
-            accelerator.free_memory()
+    _run(model, optimizer, images, batches, accelerator, config, start, callbacks, result)
     result.seconds = time.perf_counter() - start_time
     return result
 

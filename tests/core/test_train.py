@@ -1,0 +1,233 @@
+"""The training loop and the objectives: losses fall on digits, codes/samples follow each method, bad input."""
+
+import json
+import math
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from sphere_plugins.data import load_images
+from sphere_plugins.latent import centerize
+from sphere_plugins.models import ConvAutoencoder, ConvDecoder, ConvEncoder
+from sphere_plugins.priors import sample_prior
+from sphere_plugins.training import (
+    AEObjective,
+    SAEObjective,
+    ShardedBatches,
+    SVAEObjective,
+    TrainConfig,
+    VAEObjective,
+    as_images,
+    conv_objective,
+    finetune_autoencoder_to_sae,
+    train,
+)
+from sphere_plugins.wrap import wrap_autoencoder
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_images("digits", resolution=16).images
+
+
+def _config(**overrides):
+    return TrainConfig(**{"steps": 5, "batch_size": 16, "lr": 2e-3, "log_every": 1, "progress": False, **overrides})
+
+
+@pytest.mark.parametrize("kind", ["sae", "vae", "svae", "ae"])
+def test_reconstruction_error_falls_on_digits(digits, kind):
+    torch.manual_seed(0)
+    result = train(conv_objective(kind, z_dim=10, width=16), digits,
+                   _config(steps=150, batch_size=32, log_every=10))
+    first, last = result.history[0]["mse"], result.history[-1]["mse"]
+    assert result.step == 150 and len(result.history) == 15
+    assert last < 0.6 * first, f"{kind}: mse {first:.4f} -> {last:.4f}"
+
+
+def test_the_unchecked_training_step_equals_the_wrappers_forward(digits):
+    torch.manual_seed(0)
+    objective = conv_objective("sae", width=8)
+    x = digits[:8]
+    fast, _ = objective(x)
+    objective.check_batches = True
+    checked, _ = objective(x)
+    assert torch.equal(fast, checked)
+    assert torch.equal(fast, objective.wrapper.loss(x))
+
+
+def test_spherical_codes_are_centered_on_the_sphere_of_radius_sqrt_d(digits):
+    codes = conv_objective("sae", z_dim=12, width=8).codes(digits[:6])
+    torch.testing.assert_close(codes.mean(dim=1), torch.zeros(6), atol=1e-6, rtol=0)
+    torch.testing.assert_close(codes.norm(dim=1), torch.full((6,), math.sqrt(12)))
+
+
+def test_svae_codes_are_unit_mean_directions(digits):
+    encoder = ConvEncoder(z_dim=5, width=8, extra=1)
+    objective = SVAEObjective(encoder, ConvDecoder(z_dim=5, width=8))
+    raw = encoder(digits[:4])[:, :5]
+    torch.testing.assert_close(objective.codes(digits[:4]), raw / raw.norm(dim=1, keepdim=True))
+
+
+def test_vae_codes_are_the_posterior_means(digits):
+    encoder = ConvEncoder(z_dim=4, width=8, heads=2)
+    objective = VAEObjective(encoder, ConvDecoder(z_dim=4, width=8))
+    torch.testing.assert_close(objective.codes(digits[:3]), encoder(digits[:3])[:, :4])
+
+
+class _Recorder(nn.Module):
+    """A decoder that remembers its input."""
+
+    def __init__(self, z_dim):
+        super().__init__()
+        self.decoder = ConvDecoder(z_dim=z_dim, width=8)
+        self.z_dim = z_dim
+        self.seen = None
+
+    def forward(self, z):
+        self.seen = z
+        return self.decoder(z)
+
+
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_baselines_decode_the_raw_prior_draw(kind):
+    decoder = _Recorder(6)
+    heads = 2 if kind == "vae" else 1
+    objective = (VAEObjective if kind == "vae" else AEObjective)(ConvEncoder(z_dim=6, width=8, heads=heads), decoder)
+    images = objective.sample(5, "poisson", generator=torch.Generator().manual_seed(1), rate=2.0)
+    expected = sample_prior("poisson", (5, 6), generator=torch.Generator().manual_seed(1), rate=2.0)
+    assert images.shape == (5, 1, 16, 16)
+    assert torch.equal(decoder.seen, expected)
+
+
+def test_svae_samples_decode_centered_unit_vectors():
+    decoder = _Recorder(6)
+    objective = SVAEObjective(ConvEncoder(z_dim=6, width=8, extra=1), decoder)
+    objective.sample(5, "chi2", generator=torch.Generator().manual_seed(2))
+    raw = sample_prior("chi2", (5, 6), generator=torch.Generator().manual_seed(2))
+    expected = centerize(raw) / centerize(raw).norm(dim=1, keepdim=True)
+    torch.testing.assert_close(decoder.seen, expected)
+
+
+def test_spherical_autoencoder_samples_decode_codes_on_its_sphere():
+    decoder = _Recorder(6)
+    objective = SAEObjective(wrap_autoencoder((ConvEncoder(z_dim=6, width=8), decoder), z_shape=(6,)))
+    objective.sample(4, "uniform", generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(decoder.seen.norm(dim=1), torch.full((4,), math.sqrt(6)))
+    torch.testing.assert_close(decoder.seen.mean(dim=1), torch.zeros(4), atol=1e-6, rtol=0)
+
+
+def test_gradient_accumulation_matches_one_larger_batch(digits):
+    def run(batch_size, grad_accum):
+        torch.manual_seed(0)
+        objective = conv_objective("ae", width=8)
+        train(objective, digits, _config(steps=3, batch_size=batch_size, grad_accum=grad_accum))
+        return objective.state_dict()
+
+    for a, b in zip(run(16, 1).values(), run(8, 2).values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_process_shards_are_disjoint_and_cover_an_epoch():
+    shards = [ShardedBatches(10, 2, seed=4, rank=r, world_size=3).shard(0) for r in range(3)]
+    seen = torch.cat(shards)
+    assert len(set(seen.tolist())) == 9  # 10 images on 3 processes: one dropped per epoch
+    assert torch.equal(seen.sort().values, torch.randperm(10, generator=torch.Generator().manual_seed(4))[:9].sort().values)
+
+
+def test_batches_run_across_epochs_and_resume_from_their_state():
+    stream = ShardedBatches(5, 3, seed=1)
+    first = [stream.next_indices() for _ in range(2)]
+    epoch0 = torch.randperm(5, generator=torch.Generator().manual_seed(1))
+    epoch1 = torch.randperm(5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(torch.cat(first), torch.cat([epoch0, epoch1[:1]]))
+    resumed = ShardedBatches(5, 3, seed=1)
+    resumed.load_state(stream.state())
+    assert torch.equal(resumed.next_indices(), stream.next_indices())
+
+
+def test_metrics_are_written_as_json_lines(digits, tmp_path):
+    log = tmp_path / "logs" / "train.jsonl"
+    train(conv_objective("vae", width=8), digits, _config(steps=6, log_every=2, log_path=log))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert all({"loss", "mse", "kl"} <= set(r) and math.isfinite(r["loss"]) for r in records)
+
+
+def test_data_can_be_an_image_set_like_object_or_a_spec(digits):
+    assert torch.equal(as_images(types.SimpleNamespace(images=digits)), digits)
+    assert as_images("digits").shape == (1797, 1, 8, 8)
+
+
+def test_finetuning_an_autoencoder_gives_a_trained_spherical_autoencoder(digits):
+    torch.manual_seed(0)
+    model = ConvAutoencoder(z_dim=8, width=8)
+    result = finetune_autoencoder_to_sae(model, digits, _config(steps=60, batch_size=32, log_every=10))
+    assert result.history[-1]["mse"] < 0.7 * result.history[0]["mse"]
+    codes = result.objective.wrapper.encode(digits[:4])
+    torch.testing.assert_close(codes.norm(dim=1), torch.full((4,), math.sqrt(8)))
+    assert result.objective.wrapper.model.encoder is model.encoder
+
+
+def test_finetuning_a_diffusers_autoencoder_kl_trains_reconstruction_only(digits):
+    from sphere_diffusers import build_tiny_vae
+
+    vae = build_tiny_vae(channels=1, resolution=16, latent_channels=2, block_out_channels=(8, 16), seed=0,
+                         norm_num_groups=4)
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    torch.manual_seed(0)
+    result = finetune_autoencoder_to_sae(vae, digits, _config(steps=25, batch_size=16, lr=3e-3, log_every=5))
+    history = result.history
+    assert history[-1]["mse"] < history[0]["mse"]
+    assert all(r["loss"] == pytest.approx(r["mse"]) for r in history)  # reconstruction only: no KL term
+    assert any(not torch.equal(before[k], v) for k, v in vae.state_dict().items())
+    codes = result.objective.wrapper.encode(digits[:2])
+    torch.testing.assert_close(codes.flatten(1).norm(dim=1), torch.full((2,), math.sqrt(codes[0].numel())))
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (torch.full((4, 1, 8, 8), 2.0), r"values in \[-1, 1\]"),
+        (torch.zeros(4, 2, 8, 8), "C in"),
+        ("nonsense", "unknown data spec"),
+    ],
+)
+def test_bad_data_is_rejected_before_training(data, match):
+    with pytest.raises(ValueError, match=match):
+        train(conv_objective("ae", width=8), data, _config())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"steps": 0}, "steps must be a positive int"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
+        ({"lr": -1.0}, "lr must be"),
+        ({"resume": True}, "resume=True needs checkpoint_dir"),
+    ],
+)
+def test_bad_config_values_are_rejected(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**overrides)
+
+
+def test_half_precision_on_the_cpu_is_rejected(digits):
+    with pytest.raises(ValueError, match="needs a GPU"):
+        train(conv_objective("ae", width=8), digits, _config(mixed_precision="bf16", cpu=True))
+
+
+def test_checkpoint_every_without_a_folder_is_rejected(digits):
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        train(conv_objective("ae", width=8), digits, _config(checkpoint_every=2))
+
+
+def test_an_objective_must_be_a_module(digits):
+    with pytest.raises(ValueError, match="objective must be an nn.Module"):
+        train(lambda x: x, digits, _config())
+
+
+def test_unknown_objective_kind_is_rejected():
+    with pytest.raises(ValueError, match="kind must be one of sae, vae, svae, ae"):
+        conv_objective("gan")
