@@ -21,6 +21,10 @@ def labels(c: Tensor | None, c_dim: int, batch: int, device: torch.device) -> Te
         return torch.zeros([batch, 0], device=device)
     if not isinstance(c, Tensor):
         raise ValueError(f"c must be a torch.Tensor of shape [N, {c_dim}] or [N] class indices, got {type(c).__name__}")
+    if c_dim == 0:  # an unconditional network ignores its (empty) labels, as NVlabs' does
+        if c.numel() > 0:
+            raise ValueError(f"c must be None or empty for this unconditional network, got shape {list(c.shape)}")
+        return torch.zeros([batch, 0], device=device)
     if c.dim() == 1 and not c.is_floating_point() and c_dim > 0:
         if bool(((c < 0) | (c >= c_dim)).any()):
             raise ValueError(f"c class indices must lie in [0, {c_dim - 1}], got {c.tolist()}")

@@ -309,6 +309,14 @@ def test_class_indices_act_as_one_hot_labels():
     assert not torch.allclose(G(z, torch.tensor([1, 1])), G(z, one_hot))
 
 
+def test_unconditional_generator_ignores_empty_labels_and_refuses_real_ones():
+    G = tiny()
+    z = torch.randn(3, 16)
+    assert torch.equal(G(z, torch.zeros(1, 0)), G(z))
+    with pytest.raises(ValueError, match="c must be None or empty for this unconditional network"):
+        G(z, torch.ones(3, 2))
+
+
 def test_fp16_blocks_compute_in_float32_on_the_cpu():
     G32 = tiny()
     G16 = tiny(synthesis_kwargs=dict(num_fp16_res=2, conv_clamp=256))

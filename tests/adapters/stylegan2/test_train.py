@@ -1,6 +1,9 @@
 """GAN training: losses and penalties against closed forms, learning on digits, exact resume."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -144,3 +147,29 @@ def test_digits_are_scaled_to_minus_one_one():
     images, labels = digits_images(16)
     assert images.shape == (1797, 1, 16, 16) and labels.shape == (1797,)
     assert images.min() == -1.0 and images.max() <= 1.0
+
+
+WORKER = '''
+import sys
+import torch
+from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
+from sphere_stylegan2.train import digits_images, make_accelerator, train_gan
+torch.set_num_threads(1)
+accelerator = make_accelerator("cpu")
+options = dict(resolution=8, channels=1, z_dim=8, w_dim=8, channel_max=8)
+result = train_gan(tiny_generator(**options, seed=0), tiny_discriminator(**options, seed=1), digits_images(8)[0],
+                   steps=2, batch_size=4, r1_interval=2, accelerator=accelerator)
+weights = torch.cat([p.detach().flatten() for p in (*result.G.parameters(), *result.D.parameters())])
+torch.save(weights, f"{sys.argv[1]}/rank{accelerator.process_index}-of-{accelerator.num_processes}.pt")
+'''
+
+
+def test_two_processes_through_accelerate_keep_identical_weights(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                    str(29500 + os.getpid() % 1000), str(script), str(tmp_path)], check=True, env=env,
+                   capture_output=True, timeout=120)
+    first, second = torch.load(tmp_path / "rank0-of-2.pt"), torch.load(tmp_path / "rank1-of-2.pt")
+    assert torch.equal(first, second)
