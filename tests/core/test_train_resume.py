@@ -21,6 +21,15 @@ class Interrupt(Exception):
     """Raised by a callback to stop a run as a crash would."""
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread is as fast as two and does not thrash when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_images("digits", resolution=16, limit=200).images
