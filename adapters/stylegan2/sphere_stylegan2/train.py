@@ -10,8 +10,6 @@ continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +17,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from sphere_plugins import checkpoint
 from sphere_plugins.latent import SphericalLatent
 from sphere_plugins.priors import sample_prior
 from sphere_stylegan2.generator import labels as as_labels
-from sphere_stylegan2.nvpickle import atomic_write
 
 LATENTS = ("normal", "spherical")
-CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d{8})\.safetensors$")
 
 
 @dataclass
@@ -109,57 +104,23 @@ def _all_reduce_grads(accelerator: Any, params: Iterable[nn.Parameter]) -> None:
         offset += p.numel()
 
 
-def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list]:
-    state = optimizer.state_dict()
-    tensors = {f"{prefix}.{index}.{key}": value.detach().cpu().contiguous().clone()
-               for index, entry in state["state"].items() for key, value in entry.items()}
-    return tensors, state["param_groups"]
+def save_training_checkpoint(folder: Path, step: int, nets: dict[str, nn.Module], opt_G: torch.optim.Optimizer,
+                             opt_D: torch.optim.Optimizer, keep: int = 2) -> Path:
+    """G, D, G_ema and both optimizers at `step`, in the project's atomic checkpoint format."""
+    d_tensors, d_meta = checkpoint.flatten_optimizer_state(opt_D.state_dict())
+    return checkpoint.save_checkpoint(folder, step, nn.ModuleDict(nets), opt_G, state={"opt_D": d_meta},
+                                      tensors={f"opt_D/{k}": v.cpu() for k, v in d_tensors.items()}, keep=keep)
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, Tensor],
-                    groups: list) -> None:
-    state: dict[int, dict[str, Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith(prefix + "."):
-            index, key = name[len(prefix) + 1:].split(".", 1)
-            state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The checkpoint with the highest step in `checkpoint_dir`, or None."""
-    folder = Path(checkpoint_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint-*.safetensors")
-             if (m := CHECKPOINT_PATTERN.search(p.name))] if folder.is_dir() else []
-    return max(found)[1] if found else None
-
-
-def save_checkpoint(path: Path, step: int, nets: dict[str, nn.Module],
-                    optimizers: dict[str, torch.optim.Optimizer]) -> None:
-    """Networks and optimizer states at `step` in one safetensors file, written atomically."""
-    tensors: dict[str, Tensor] = {}
-    for role, net in nets.items():
-        tensors.update({f"{role}.{k}": v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()})
-    groups = {}
-    for role, optimizer in optimizers.items():
-        opt_tensors, groups[role] = _optimizer_tensors(role, optimizer)
-        tensors.update(opt_tensors)
-    blob = save(tensors, metadata={"step": str(step), "param_groups": json.dumps(groups)})
-    atomic_write(path, lambda handle: handle.write(blob))
-
-
-def load_checkpoint(path: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> int:
-    """Restore networks and optimizers from `path`; returns the step it was written at."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    for role, net in nets.items():
-        prefix = role + "."
-        net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    groups = json.loads(metadata["param_groups"])
-    for role, optimizer in optimizers.items():
-        _load_optimizer(optimizer, role, tensors, groups[role])
-    return int(metadata["step"])
+def load_training_checkpoint(path: Path, nets: dict[str, nn.Module], opt_G: torch.optim.Optimizer,
+                             opt_D: torch.optim.Optimizer) -> int:
+    """Restore networks and optimizers from the checkpoint folder `path`; returns its step."""
+    saved = checkpoint.load_checkpoint(path)
+    saved.load_model(nn.ModuleDict(nets))
+    opt_G.load_state_dict(saved.optimizer_state)
+    d_tensors = {k[len("opt_D/"):]: v for k, v in saved.tensors.items() if k.startswith("opt_D/")}
+    opt_D.load_state_dict(checkpoint.unflatten_optimizer_state(d_tensors, saved.state["opt_D"]))
+    return saved.step
 
 
 def _check_data(images: Tensor, G: nn.Module, labels: Tensor | None) -> None:
@@ -186,7 +147,8 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
 
     latent="spherical" draws z from `prior` and centerizes + spherizes it (radius sqrt(z_dim))
     before the generator; "normal" draws z ~ N(0, I). With `checkpoint_dir`, a checkpoint is
-    written every `checkpoint_every` steps and at the end, and training resumes from the latest one.
+    written every `checkpoint_every` steps and at the end (the two newest are kept), and training
+    resumes from the latest valid one.
     """
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {list(LATENTS)}, got {latent!r}")
@@ -206,15 +168,12 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, eps=1e-8)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
     nets = {"G": G, "D": D, "G_ema": G_ema}
-    optimizers = {"opt_G": opt_G, "opt_D": opt_D}
 
     start = 0
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        latest = latest_checkpoint(folder)
-        if latest is not None:
-            start = load_checkpoint(latest, nets, optimizers)
+    latest = checkpoint.latest_checkpoint(folder) if folder is not None else None
+    if latest is not None:
+        start = load_training_checkpoint(latest, nets, opt_G, opt_D)
 
     data = images.to(device=device, dtype=torch.float32)
     data_labels = None if labels is None else as_labels(labels.to(device), G.c_dim, len(labels), device)
@@ -276,10 +235,7 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
             if folder is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
-                    save_checkpoint(folder / f"checkpoint-{step + 1:08d}.safetensors", step + 1, nets, optimizers)
-                    for old in folder.glob("checkpoint-*.safetensors"):
-                        if old.name != f"checkpoint-{step + 1:08d}.safetensors" and CHECKPOINT_PATTERN.search(old.name):
-                            old.unlink()
+                    save_training_checkpoint(folder, step + 1, nets, opt_G, opt_D)
             if callback is not None:
                 callback(step + 1, record)
     G_ema.eval()

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from sphere_plugins.checkpoint import latest_checkpoint
 from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
 from sphere_stylegan2.loader import load_network, save_nvlabs_pickle
-from sphere_stylegan2.train import _SingleProcess, digits_images, ema_beta, latest_checkpoint, r1_penalty, train_gan, update_ema
+from sphere_stylegan2.train import _SingleProcess, digits_images, ema_beta, r1_penalty, train_gan, update_ema
 
 DIGITS = dict(resolution=8, channels=1, z_dim=32, w_dim=32, channel_max=32)
 SMALL = dict(resolution=8, channels=1, z_dim=8, w_dim=8, channel_max=8)
@@ -88,14 +89,14 @@ def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(dig
     with pytest.raises(KeyboardInterrupt):
         train_gan(tiny_generator(**SMALL, seed=0), tiny_discriminator(**SMALL, seed=1), images,
                   checkpoint_dir=tmp_path / "b", callback=crash, **settings)
-    assert latest_checkpoint(tmp_path / "b").name == "checkpoint-00000004.safetensors"
+    assert latest_checkpoint(tmp_path / "b").name == "step-00000004"
     resumed = train_gan(tiny_generator(**SMALL, seed=5), tiny_discriminator(**SMALL, seed=6), images,
                         checkpoint_dir=tmp_path / "b", **settings)
     assert resumed.resumed_from == 4
     for role in ("G", "D", "G_ema"):
         a, b = getattr(straight, role).state_dict(), getattr(resumed, role).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), role
-    assert [p.name for p in (tmp_path / "b").iterdir()] == ["checkpoint-00000012.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["step-00000008", "step-00000012"]
 
 
 def test_spherical_latents_fine_tune_a_loaded_generator(digits, tmp_path):
