@@ -35,7 +35,10 @@ def _seeded(seed: int | None) -> Iterator[None]:
 
 def build_tiny_vae(channels: int = 3, resolution: int = 16, latent_channels: int = 4,
                    block_out_channels: Sequence[int] = (32, 64), seed: int | None = None, **config: Any) -> Any:
-    """A small AutoencoderKL (random weights) for tests and quick runs; `config` overrides its other keys."""
+    """A small AutoencoderKL (random weights) for tests and quick runs; `config` overrides its other keys.
+
+    `seed` fixes the initial weights without touching the global RNG.
+    """
     from diffusers import AutoencoderKL
 
     blocks = tuple(block_out_channels)
@@ -50,7 +53,10 @@ def build_tiny_vae(channels: int = 3, resolution: int = 16, latent_channels: int
 def build_tiny_ddpm(channels: int = 3, resolution: int = 16, block_out_channels: Sequence[int] = (32, 64),
                     num_train_timesteps: int = 20, scheduler: str = "ddpm", seed: int | None = None,
                     **unet_config: Any) -> Any:
-    """A small unconditional pipeline (UNet2DModel + DDPM or DDIM scheduler, random weights) for tests."""
+    """A small unconditional pipeline (UNet2DModel + DDPM or DDIM scheduler, random weights) for tests.
+
+    `seed` fixes the initial weights without touching the global RNG; `unet_config` overrides UNet2DModel keys.
+    """
     from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
     kinds = {"ddpm": (DDPMPipeline, DDPMScheduler), "ddim": (DDIMPipeline, DDIMScheduler)}
@@ -139,4 +145,5 @@ def load_diffusers(name: str, options: dict[str, Any]) -> Any:
     if _HUB_ID.match(name):
         return load_hub(name, options)
     raise FileNotFoundError(f"no model folder at {name!r} (resolved to {str(folder.resolve())!r}); expected a "
-                            f"folder written by save_pretrained, a hub id 'owner/repo', or one of {', '.join(BUILDERS)}")
+                            "folder written by save_pretrained, a hub id 'owner/repo', or one of "
+                            f"{', '.join(BUILDERS)}")

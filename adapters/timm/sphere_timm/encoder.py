@@ -77,7 +77,8 @@ class TimmEncoder(nn.Module):
 
     `pretrained=True` loads the backbone's weights from `checkpoint_path` (a timm state dict file: its
     classifier is dropped and the stem adapted to `in_chans` by timm) or else from the Hugging Face cache
-    (or torch hub's checkpoints folder for url-only weights); nothing is downloaded. `timm_kwargs` go to timm.create_model (e.g. drop_path_rate, img_size).
+    (or torch hub's checkpoints folder for url-only weights); nothing is downloaded. `timm_kwargs` go to
+    timm.create_model (e.g. drop_path_rate, img_size).
     """
 
     def __init__(self, name: str, z_dim: int, pretrained: bool = False,
