@@ -96,7 +96,8 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
 
 
 # Everything a network pickle may name. set/frozenset (Python 2 spelling too) and _codecs.encode are how
-# pickle protocols below 4 write sets and bytes; the rest are listed in the format notes (module state, tensors, numbers).
+# pickle protocols below 4 write sets and bytes; the rest are listed in the format notes (module state,
+# tensors, numbers).
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct,
     ("dnnlib.util", "EasyDict"): EasyDict,

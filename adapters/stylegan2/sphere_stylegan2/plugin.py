@@ -43,6 +43,7 @@ def make_generate(model: nn.Module, normalize_z: bool = True):
 
 @hookimpl
 def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdapter | None:
+    """Describe a StyleGAN2 generator: z of width z_dim on the sphere of radius sqrt(z_dim)."""
     if not is_stylegan_generator(model):
         return None
     z_shape = (model.z_dim,)
@@ -64,6 +65,7 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
 
 @hookimpl
 def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
+    """'stylegan2:tiny' (options: see configs.TINY_DEFAULTS), 'stylegan2:PATH.pkl' or 'stylegan2:FOLDER'."""
     scheme, _, rest = spec.partition(":")
     if scheme != SCHEME:
         return None
@@ -86,4 +88,5 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
 
 @hookimpl
 def sphere_example_models() -> list[str]:
+    """The tiny random generator, buildable offline, for the contract tests."""
     return [f"{SCHEME}:tiny"]

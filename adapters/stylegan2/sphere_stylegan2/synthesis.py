@@ -28,6 +28,7 @@ def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch
 
 
 def check_choice(value: str, choices: Sequence[str], name: str) -> str:
+    """`value` if it is one of `choices`, else a ValueError naming the argument and the choices."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value

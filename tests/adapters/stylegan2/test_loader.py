@@ -230,7 +230,8 @@ def test_foreign_init_arguments_are_named_in_the_error(tmp_path):
 
 def test_tensors_of_the_wrong_shape_are_refused(tmp_path):
     state = {"_init_kwargs": {"in_features": 4, "out_features": 2},
-             "_parameters": {"weight": torch.nn.Parameter(torch.zeros(3, 3)), "bias": torch.nn.Parameter(torch.zeros(2))}}
+             "_parameters": {"weight": torch.nn.Parameter(torch.zeros(3, 3)),
+                             "bias": torch.nn.Parameter(torch.zeros(2))}}
     with pytest.raises(NetworkFormatError, match="do not fit"):
         load_network(_record_pickle(tmp_path, "FullyConnectedLayer", state))
 
