@@ -194,3 +194,15 @@ def test_demodulated_weights_give_unit_variance_for_unit_inputs():
     styles = torch.rand(64, 32) * 3
     out = modulated_conv2d(x, weight, styles, padding=1)[:, :, 1:-1, 1:-1]
     assert math.isclose(out.var().item(), 1.0, rel_tol=0.05)
+
+
+def test_half_precision_modulated_conv_stays_half_and_matches_float32():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 8, 6, 6, generator=g)
+    weight = torch.randn(8, 8, 3, 3, generator=g) * 50  # large weights: the fp16 pre-normalization must cope
+    styles = torch.rand(2, 8, generator=g) * 100 + 1
+    noise = torch.randn(6, 6, generator=g)
+    half = modulated_conv2d(x.half(), weight, styles, noise=noise, padding=1)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), modulated_conv2d(x, weight, styles, noise=noise, padding=1),
+                               rtol=2e-2, atol=2e-2)
