@@ -98,12 +98,25 @@ def as_images(data: Any) -> Tensor:
     return check_image_tensor(data, "data")
 
 
+def _single_process() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1 and not (
+        torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
 def _make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs
 
     if config.mixed_precision != "no" and (config.cpu or not torch.cuda.is_available()):
         raise ValueError(f"mixed_precision={config.mixed_precision!r} needs a GPU; use 'no' on the CPU")
+    # accelerate keeps one process-wide state and refuses (or ignores) a different device or precision
+    # later; a single process may train several runs with different settings, so start that state afresh.
+    if AcceleratorState._shared_state and _single_process():
+        state = AcceleratorState()
+        wanted = "cpu" if config.cpu or not torch.cuda.is_available() else "cuda"
+        if state.device.type != wanted or state.mixed_precision != config.mixed_precision:
+            AcceleratorState._reset_state()
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)]
     return Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision,
                        gradient_accumulation_steps=config.grad_accum, kwargs_handlers=handlers)
@@ -214,7 +227,8 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
           callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train `objective` (forward(batch) -> (loss, logs)) on images in [-1, 1] with Adam.
 
-    `callbacks` run on every process after each optimizer step as callback(step, latest log record).
+    Seeds torch's global RNG with config.seed + process index (the objectives draw their noise from it)
+    unless a checkpoint is resumed, which restores it. `callbacks` run on every process after each optimizer step as callback(step, latest log record).
     """
     if not isinstance(objective, nn.Module):
         raise ValueError(f"objective must be an nn.Module whose forward returns (loss, logs), got {type(objective).__name__}")

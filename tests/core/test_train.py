@@ -42,7 +42,8 @@ def digits():
 
 
 def _config(**overrides):
-    return TrainConfig(**{"steps": 5, "batch_size": 16, "lr": 2e-3, "log_every": 1, "progress": False, **overrides})
+    return TrainConfig(**{"steps": 5, "batch_size": 16, "lr": 2e-3, "log_every": 1, "progress": False, "cpu": True,
+                          **overrides})
 
 
 @pytest.mark.parametrize("kind", ["sae", "vae", "svae", "ae"])
@@ -136,6 +137,19 @@ def test_gradient_accumulation_matches_one_larger_batch(digits):
 
     for a, b in zip(run(16, 1).values(), run(8, 2).values()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_clipping_limits_the_update(digits):
+    def largest_change(max_grad_norm):
+        torch.manual_seed(0)
+        objective = conv_objective("ae", width=8)
+        before = [p.detach().clone() for p in objective.parameters()]
+        train(objective, digits, _config(steps=1, lr=1e-2, max_grad_norm=max_grad_norm))
+        return max((p - b).abs().max().item() for p, b in zip(objective.parameters(), before))
+
+    # Adam's first step moves each weight by about lr; a gradient clipped far below Adam's eps barely moves it.
+    assert largest_change(None) > 5e-3
+    assert largest_change(1e-12) < 1e-5
 
 
 def test_process_shards_are_disjoint_and_cover_an_epoch():
@@ -240,3 +254,19 @@ def test_an_objective_must_be_a_module(digits):
 def test_unknown_objective_kind_is_rejected():
     with pytest.raises(ValueError, match="kind must be one of sae, vae, svae, ae"):
         conv_objective("gan")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("kind", ["sae", "svae"])
+def test_mixed_precision_training_runs_and_resumes_on_the_gpu(digits, tmp_path, precision, kind):
+    config = _config(steps=4, cpu=False, mixed_precision=precision, checkpoint_every=2, checkpoint_dir=str(tmp_path))
+    first = train(conv_objective(kind, width=8), digits, config)
+    assert next(first.objective.parameters()).device.type == "cuda"
+    assert all(math.isfinite(r["loss"]) for r in first.history)
+    again = train(conv_objective(kind, width=8), digits,
+                  _config(steps=6, cpu=False, mixed_precision=precision, checkpoint_dir=str(tmp_path), resume=True))
+    assert again.resumed_from.name == "step-00000004" and again.step == 6

@@ -37,7 +37,7 @@ def digits():
 
 def _config(folder, **overrides):
     return TrainConfig(**{"steps": 10, "batch_size": 16, "lr": 3e-3, "log_every": 1, "progress": False,
-                          "checkpoint_every": 3, "checkpoint_dir": str(folder), "seed": 7, **overrides})
+                          "checkpoint_every": 3, "checkpoint_dir": str(folder), "seed": 7, "cpu": True, **overrides})
 
 
 def _objective(kind="vae"):
@@ -99,7 +99,7 @@ def kill_at(step, logs):
 torch.manual_seed(0)
 objective = conv_objective("sae", z_dim=6, width=8)
 config = TrainConfig(steps=8, batch_size=8, grad_accum=2, lr=3e-3, progress=False, checkpoint_every=2,
-                     checkpoint_dir=sys.argv[1], seed=7)
+                     checkpoint_dir=sys.argv[1], seed=7, cpu=True)
 train(objective, load_images("digits", resolution=16, limit=200).images, config, callbacks=[kill_at])
 """
 
@@ -114,7 +114,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(digits, tmp_path):
 
     def config(where, **extra):
         return TrainConfig(steps=8, batch_size=8, grad_accum=2, lr=3e-3, progress=False, checkpoint_every=2,
-                           checkpoint_dir=str(where), seed=7, **extra)
+                           checkpoint_dir=str(where), seed=7, cpu=True, **extra)
 
     full = train(_objective("sae"), digits, config(tmp_path / "full"))
     resumed = train(_objective("sae"), digits, config(folder, resume=True))

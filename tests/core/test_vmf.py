@@ -201,3 +201,14 @@ def test_svae_loss_adds_beta_times_kl_per_image_entry():
     kl = kappa / torch.tanh(kappa) - 1 + torch.log(kappa / torch.sinh(kappa))  # d = 3 closed form
     expected = (reconstruction_error(x, x_rec) + 0.25 * kl / 16).mean()
     torch.testing.assert_close(SVAELoss(beta=0.25)(x, x_rec, mu, kappa), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sampler_and_kl_keep_the_cuda_device_and_dtype():
+    mu = torch.nn.functional.normalize(torch.randn(64, 10, device="cuda"), dim=1)
+    kappa = torch.full((64,), 5.0, device="cuda", requires_grad=True)
+    z = vmf.sample_vmf(mu, kappa)
+    z.sum().backward()
+    kl = vmf.kl_to_uniform(kappa, 10)
+    assert z.device.type == kl.device.type == kappa.grad.device.type == "cuda"
+    assert z.dtype == kl.dtype == torch.float32
