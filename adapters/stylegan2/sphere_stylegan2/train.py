@@ -104,6 +104,16 @@ def _all_reduce_grads(accelerator: Any, params: Iterable[nn.Parameter]) -> None:
         offset += p.numel()
 
 
+@torch.no_grad()
+def _broadcast_from_main(accelerator: Any, modules: Iterable[nn.Module]) -> None:
+    """Give every process the main process's weights and buffers (so each rank starts identical)."""
+    if accelerator.num_processes == 1:
+        return
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
 def save_training_checkpoint(folder: Path, step: int, nets: dict[str, nn.Module], opt_G: torch.optim.Optimizer,
                              opt_D: torch.optim.Optimizer, keep: int = 2) -> Path:
     """G, D, G_ema and both optimizers at `step`, in the project's atomic checkpoint format."""
@@ -154,8 +164,9 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
         raise ValueError(f"latent must be one of {list(LATENTS)}, got {latent!r}")
     for name, value in (("steps", steps), ("batch_size", batch_size), ("r1_interval", r1_interval),
                         ("checkpoint_every", checkpoint_every)):
-        if not isinstance(value, int) or value < (0 if name == "steps" else 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        least = 0 if name == "steps" else 1
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     _check_data(images, G, labels)
     accelerator = accelerator if accelerator is not None else make_accelerator(device)
     device = accelerator.device
@@ -174,6 +185,7 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
     latest = checkpoint.latest_checkpoint(folder) if folder is not None else None
     if latest is not None:
         start = load_training_checkpoint(latest, nets, opt_G, opt_D)
+    _broadcast_from_main(accelerator, nets.values())
 
     data = images.to(device=device, dtype=torch.float32)
     data_labels = None if labels is None else as_labels(labels.to(device), G.c_dim, len(labels), device)
