@@ -126,7 +126,10 @@ def log_normalizer(kappa: Tensor, d: int) -> Tensor:
 
 
 def kl_to_uniform(kappa: Tensor, d: int) -> Tensor:
-    """KL( vMF(mu, kappa) || Uniform(S^{d-1}) ) = kappa A_d(kappa) + log C_d(kappa) + log|S^{d-1}| (no mu dependence)."""
+    """KL( vMF(mu, kappa) || Uniform(S^{d-1}) ) = kappa A_d(kappa) + log C_d(kappa) + log|S^{d-1}|.
+
+    It does not depend on mu; its derivative in kappa is kappa A_d'(kappa).
+    """
     _check_dim(d)
     k = _check_kappa(kappa).double()
     kl = k * mean_resultant_length(k, d) + log_normalizer(k, d) + log_sphere_area(d)

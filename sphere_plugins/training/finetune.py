@@ -27,5 +27,6 @@ def finetune_autoencoder_to_sae(model: Any, data: Any, config: TrainConfig, *, r
     """
     if isinstance(data, (str, os.PathLike)):
         data = load_images(os.fspath(data), resolution=resolution, channels=channels)
-    wrapper = model if isinstance(model, SphericalAutoencoder) and not wrap_options else wrap_autoencoder(model, **wrap_options)
+    already = isinstance(model, SphericalAutoencoder) and not wrap_options
+    wrapper = model if already else wrap_autoencoder(model, **wrap_options)
     return train(SAEObjective(wrapper), data, config, accelerator=accelerator, callbacks=callbacks)

@@ -60,7 +60,8 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an int >= 0 (0: only at the end), got {self.checkpoint_every!r}")
+            raise ValueError(
+                f"checkpoint_every must be an int >= 0 (0: only at the end), got {self.checkpoint_every!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.mixed_precision not in _PRECISIONS:
@@ -93,7 +94,7 @@ def as_images(data: Any) -> Tensor:
     """Images [N, C, H, W] in [-1, 1] from a tensor, an ImageSet-like object (.images) or a data spec string."""
     if isinstance(data, (str, os.PathLike)):
         data = load_images(os.fspath(data))
-    if isinstance(data, ImageSet) or (not isinstance(data, Tensor) and isinstance(getattr(data, "images", None), Tensor)):
+    if isinstance(data, ImageSet) or isinstance(getattr(data, "images", None), Tensor):
         data = data.images
     return check_image_tensor(data, "data")
 
@@ -228,10 +229,12 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
     """Train `objective` (forward(batch) -> (loss, logs)) on images in [-1, 1] with Adam.
 
     Seeds torch's global RNG with config.seed + process index (the objectives draw their noise from it)
-    unless a checkpoint is resumed, which restores it. `callbacks` run on every process after each optimizer step as callback(step, latest log record).
+    unless a checkpoint is resumed, which restores it. `callbacks` run on every process after each
+    optimizer step as callback(step, latest log record).
     """
     if not isinstance(objective, nn.Module):
-        raise ValueError(f"objective must be an nn.Module whose forward returns (loss, logs), got {type(objective).__name__}")
+        raise ValueError(
+            f"objective must be an nn.Module whose forward returns (loss, logs), got {type(objective).__name__}")
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     images = as_images(data)

@@ -87,9 +87,8 @@ class SAEObjective(Objective):
     def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False):
         super().__init__()
         if not isinstance(wrapper, SphericalAutoencoder):
-            raise ValueError(
-                f"wrapper must be a SphericalAutoencoder (from sphere_plugins.wrap_autoencoder), got {type(wrapper).__name__}"
-            )
+            raise ValueError("wrapper must be a SphericalAutoencoder (from sphere_plugins.wrap_autoencoder), "
+                             f"got {type(wrapper).__name__}")
         self.wrapper = wrapper
         self.check_batches = check_batches
 
@@ -137,7 +136,8 @@ class VAEObjective(Objective):
     def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         out = self.encoder(x).float()
         if out.shape[1] % 2:
-            raise ValueError(f"the VAE encoder must output 2 * z entries along dim 1 (mu, logvar), got {list(out.shape)}")
+            raise ValueError(
+                f"the VAE encoder must output 2 * z entries along dim 1 (mu, logvar), got {list(out.shape)}")
         mu, logvar = out.chunk(2, dim=1)
         if self.z_shape is None:
             self.z_shape = tuple(mu.shape[1:])

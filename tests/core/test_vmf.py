@@ -19,7 +19,8 @@ def _integral(g, kappa, d, upper=1.0):
     """
     if d == 2:
         if upper == 1.0:
-            return integrate.quad(lambda t: g(t) * math.exp(kappa * (t - 1)), -1, 1, weight="alg", wvar=(-0.5, -0.5), epsabs=0)[0]
+            return integrate.quad(lambda t: g(t) * math.exp(kappa * (t - 1)), -1, 1, weight="alg",
+                                  wvar=(-0.5, -0.5), epsabs=0)[0]
         return integrate.quad(lambda t: g(t) * math.exp(kappa * (t - 1)) / math.sqrt(1 - t), -1, upper,
                               weight="alg", wvar=(-0.5, 0), epsabs=0)[0]
     points = [p for p in (0.9, 0.99) if p < upper]
