@@ -5,6 +5,7 @@ of the optimizer's state dict), optimizer.json (its non-tensor parts), extra.saf
 other tensors) and state.json (step, config, data order, and the size and SHA-256 of every other file).
 It is written into a hidden temporary folder, each file fsynced, then renamed into place with
 os.replace, so a killed writer leaves either the previous checkpoints or a complete new one.
+safetensors (the `train` extra) is imported on first use.
 
 Reading checks every file against state.json. `latest_checkpoint` skips a corrupt newest checkpoint
 with a warning naming the file and falls back to the previous valid one; loading a named checkpoint
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
 from sphere_plugins.errors import SpherePluginsError
@@ -50,6 +50,8 @@ class Checkpoint:
 
     def load_model(self, model: nn.Module) -> None:
         """Copy the saved weights into `model` (strict: every key must match)."""
+        from safetensors.torch import load_model
+
         missing, unexpected = load_model(model, str(self.path / "model.safetensors"), strict=False)
         if missing or unexpected:
             raise CheckpointError(
@@ -131,6 +133,8 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
 def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     state: dict[str, Any], tensors: dict[str, Tensor] | None = None, keep: int | None = None) -> Path:
     """Write checkpoint `step` under `root` atomically and keep only the newest `keep` (None: all)."""
+    from safetensors.torch import save_file, save_model
+
     if not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be a non-negative int, got {step!r}")
     if keep is not None and (not isinstance(keep, int) or keep < 1):
@@ -204,6 +208,8 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
     """Read and validate one checkpoint folder; CheckpointError names the first bad file."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {path} does not exist")
