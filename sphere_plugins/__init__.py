@@ -15,10 +15,23 @@ from sphere_plugins.errors import (
 )
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, slerp, spherize
-from sphere_plugins.loss import SAELoss, VAELoss
+from sphere_plugins.checkpoint import CheckpointError
+from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.metrics.record import MetricRecord
 from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
+from sphere_plugins.training import (
+    AEObjective,
+    Objective,
+    SAEObjective,
+    SVAEObjective,
+    TrainConfig,
+    TrainResult,
+    VAEObjective,
+    conv_objective,
+    finetune_autoencoder_to_sae,
+    train,
+)
 from sphere_plugins.wrap import (
     AutoencoderAdapter,
     AutoencoderOutput,
@@ -32,6 +45,8 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AEObjective", "CheckpointError", "Objective", "SAEObjective", "SVAELoss", "SVAEObjective", "TrainConfig",
+    "TrainResult", "VAEObjective", "conv_objective", "finetune_autoencoder_to_sae", "train",
     "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "ImageSet", "MetricRecord",
     "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
