@@ -1,0 +1,1 @@
+"""Benchmarks that reproduce the paper's tables and figures: `python benchmarks/run.py [SUITE ...]`."""

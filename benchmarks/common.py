@@ -1,0 +1,125 @@
+"""Benchmark options, the error type the CLI turns into a one-line message, and small shared helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCALES = ("quick", "paper")
+
+
+class BenchmarkError(Exception):
+    """Bad input or a missing prerequisite: the CLI prints the message on one line and exits non-zero."""
+
+
+@dataclass
+class Options:
+    """Everything a run was asked to do; suites read the fields that matter to them."""
+
+    suites: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    data: str = "digits"
+    model: str | None = None
+    steps: int | None = None
+    n_samples: int | None = None
+    seed: int = 0
+    scale: str = "quick"
+    out: Path = Path("results")
+    resolution: int | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.scale not in SCALES:
+            raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        for name in ("steps", "n_samples", "resolution"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise BenchmarkError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.resolution is not None and self.resolution & (self.resolution - 1):
+            raise BenchmarkError(f"--resolution must be a power of two (the networks halve it), got {self.resolution}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready options (paths as strings)."""
+        values = asdict(self)
+        values["out"] = str(self.out)
+        return values
+
+
+def pick(options: Options, presets: dict[str, dict[str, Any]], **overrides: Any) -> dict[str, Any]:
+    """The preset of the run's scale, with the command-line values that were given (not None) on top."""
+    chosen = dict(presets[options.scale])
+    chosen.update({k: v for k, v in overrides.items() if v is not None})
+    return chosen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device) so a suite's part is reproducible."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_autocast(device: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on a GPU, nothing on the CPU (mixed precision is for GPUs only)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def mixed_precision(device: str) -> str:
+    """The training loop's precision setting for a device: bf16 on a GPU, none on the CPU."""
+    import torch
+
+    return "bf16" if torch.device(device).type == "cuda" else "no"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
+    """A GitHub Markdown table; floats keep `digits` significant digits."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "n/a"
+            return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.{digits - 1}e}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def working_threads(count: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (None leaves it)."""
+    import torch
+
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def display_path(path: str | os.PathLike, start: str | os.PathLike) -> str:
+    """`path` relative to `start` when it lies below it, for portable links in reports."""
+    try:
+        return Path(path).resolve().relative_to(Path(start).resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()

@@ -1,0 +1,89 @@
+"""Checks of the command line's data, model and device before any suite runs, and the data loader suites use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.common import BenchmarkError, Options
+
+BUILT_IN_MODELS = {"stylegan2": ("tiny",), "diffusers": ("tiny-vae", "tiny-ddpm"), "builtin": ("tiny-ae",)}
+
+
+def check_inputs(options: Options) -> None:
+    """Raise BenchmarkError (one clear line) for a bad device, data spec or model spec; nothing runs before."""
+    check_device(options.device)
+    check_data_spec(options.data, options.resolution)
+    if options.model is not None:
+        check_model_spec(options.model, options.suites)
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise BenchmarkError(f"--device {device!r} is not a torch device ({error}); expected e.g. cpu or cuda") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise BenchmarkError(f"--device {device!r} asks for a GPU but torch sees none; use --device cpu")
+    if parsed.type not in ("cpu", "cuda"):
+        raise BenchmarkError(f"--device {device!r} is not supported; expected cpu or cuda[:N]")
+
+
+def check_data_spec(spec: str, resolution: int | None) -> None:
+    """'digits', or 'folder:PATH' naming a readable folder of images of one size (or --resolution)."""
+    if spec == "digits":
+        return
+    if not spec.startswith("folder:"):
+        raise BenchmarkError(f"--data {spec!r} is not a data spec; expected 'digits' or 'folder:PATH'")
+    from PIL import Image
+
+    from sphere_plugins.data import list_image_files
+
+    try:
+        files = list_image_files(spec[len("folder:"):])
+    except (OSError, ValueError) as error:
+        raise BenchmarkError(f"--data {spec!r}: {error}") from None
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                sizes.setdefault(image.size, path)
+        except OSError as error:
+            raise BenchmarkError(f"--data {spec!r}: cannot read image file {str(path)!r} ({error})") from None
+    if len(sizes) > 1 and resolution is None:
+        (a, pa), (b, pb) = list(sizes.items())[:2]
+        raise BenchmarkError(f"--data {spec!r} holds images of different sizes ({pa.name} is {a[0]}x{a[1]}, "
+                             f"{pb.name} is {b[0]}x{b[1]}); pass --resolution N to resize them all to NxN")
+
+
+def check_model_spec(spec: str, suites: list[str]) -> None:
+    """A 'scheme:rest' spec that one of the chosen suites accepts, whose file or folder exists."""
+    from benchmarks.suites import get_suite
+
+    accepted = {s: get_suite(s).MODEL_SCHEMES for s in suites}
+    schemes = sorted({scheme for values in accepted.values() for scheme in values})
+    scheme, colon, rest = spec.partition(":")
+    if not colon or not rest:
+        raise BenchmarkError(f"--model {spec!r} is not a model spec; expected 'scheme:NAME_OR_PATH' with scheme one "
+                             f"of {', '.join(schemes) or '(none: the chosen suites train their own models)'}")
+    if scheme not in schemes:
+        users = ", ".join(f"{s}: {', '.join(v)}" for s, v in accepted.items() if v) or "none of the chosen suites take --model"
+        raise BenchmarkError(f"--model {spec!r}: no chosen suite takes a {scheme!r} model ({users})")
+    if rest in BUILT_IN_MODELS.get(scheme, ()):
+        return
+    path = Path(rest).expanduser()
+    hub_like = scheme == "diffusers" and rest.count("/") == 1 and not rest.startswith((".", "/", "~"))
+    if not path.exists() and not hub_like:
+        raise BenchmarkError(f"--model {spec!r}: the weight file or folder {str(path)!r} does not exist; put the "
+                             f"model there or pass another path")
+
+
+def load_data(options: Options, resolution: int | None, channels: int | None = None, limit: int | None = None):
+    """The run's ImageSet at `resolution` (--resolution wins), with errors as BenchmarkError."""
+    from sphere_plugins.data import load_images
+
+    try:
+        return load_images(options.data, resolution=options.resolution or resolution, channels=channels, limit=limit)
+    except (OSError, ValueError) as error:
+        raise BenchmarkError(f"--data {options.data!r}: {error}") from None

@@ -1,0 +1,116 @@
+"""The benchmark CLI: `python benchmarks/run.py [SUITE ...] [options]` (no suite: all, quick scale, digits, CPU).
+
+Writes results/<suite>/{results.json, table.md, *.png} and results/report.md. Finished parts are cached
+under results/cache, so a re-run resumes. Bad input prints one line and exits with status 2; a suite that
+fails exits with status 1, keeping what finished. Runs under `accelerate launch` (the main process writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import SCALES, BenchmarkError, Options  # noqa: E402
+from benchmarks.inputs import check_inputs  # noqa: E402
+from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+EXIT_SUITE_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BenchmarkError (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:
+        raise BenchmarkError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="benchmarks/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITE_NAMES)} (default: all)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--data", default="digits", help="'digits' (built in) or 'folder:PATH' (default: digits)")
+    parser.add_argument("--model", default=None, help="model spec, e.g. stylegan2:PATH.pkl or diffusers:PATH "
+                        "(default: each suite's own small model, trained and cached)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the scale's)")
+    parser.add_argument("--n-samples", type=int, default=None, help="samples per metric (default: the scale's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--scale", default="quick", choices=SCALES, help="quick (CPU minutes) or paper")
+    parser.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: the scale's)")
+    parser.add_argument("--out", default="results", help="output folder (default: results)")
+    return parser
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a user would type it again."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = f"accelerate launch --num_processes {world} " if world > 1 else "python "
+    return launcher + shlex.join(["benchmarks/run.py", *argv])
+
+
+def parse_options(argv: list[str]) -> Options:
+    """Options from the command line; unknown suites and bad values raise BenchmarkError."""
+    args = build_parser().parse_args(argv)
+    unknown = [s for s in args.suites if s not in SUITE_NAMES]
+    if unknown:
+        raise BenchmarkError(f"unknown suite {unknown[0]!r}; expected any of: {', '.join(SUITE_NAMES)}")
+    suites = list(dict.fromkeys(args.suites)) or list(SUITE_NAMES)
+    return Options(suites=suites, device=args.device, data=args.data, model=args.model, steps=args.steps,
+                   n_samples=args.n_samples, seed=args.seed, scale=args.scale, out=Path(args.out),
+                   resolution=args.resolution, command=command_line(argv))
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_suites(options: Options) -> int:
+    """Run the chosen suites in order, writing each one's results and the report as they finish."""
+    from sphere_plugins.errors import SpherePluginsError
+
+    from benchmarks.context import Context, Processes
+    from benchmarks.report import write_report
+
+    processes = Processes()
+    status = 0
+    for name in options.suites:
+        suite = get_suite(name)
+        ctx = Context(options, name, suite.DESCRIPTION, processes)
+        start = time.perf_counter()
+        try:
+            suite.run(ctx)
+        except (BenchmarkError, SpherePluginsError, ValueError, OSError) as error:
+            if processes.is_main:
+                print(f"error: suite {name}: {one_line(error)}", file=sys.stderr)
+            status = EXIT_SUITE_FAILED
+            break
+        written = ctx.write()
+        processes.barrier()
+        if processes.is_main:
+            print(f"[{name}] {time.perf_counter() - start:.1f} s -> {written}", flush=True)
+    if processes.is_main:
+        print(f"report: {write_report(options.out)}", flush=True)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        options = parse_options(argv)
+        check_inputs(options)
+    except BenchmarkError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_suites(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

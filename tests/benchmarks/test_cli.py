@@ -1,0 +1,90 @@
+"""The command line: bad input gives one clear line on stderr and a non-zero exit, before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.common import BenchmarkError
+from benchmarks.run import EXIT_BAD_INPUT, parse_options
+from benchmarks.suites import SUITE_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_no_suite_means_every_suite_at_quick_scale_on_digits_and_cpu():
+    options = parse_options([])
+    assert (options.suites, options.scale, options.data, options.device) == (list(SUITE_NAMES), "quick", "digits", "cpu")
+
+
+def test_unknown_suite_exits_2_naming_it_and_the_suites(run_cli, capsys, tmp_path):
+    assert run_cli(["theory", "nosuch", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert "'nosuch'" in line and all(name in line for name in SUITE_NAMES)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--scale", "huge"], ["--scale", "huge"]),
+    (["--steps", "0"], ["--steps", "0"]),
+    (["--n-samples", "-3"], ["--n-samples"]),
+    (["--seed", "x"], ["--seed"]),
+    (["--resolution", "12"], ["--resolution", "power of two"]),
+    (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], ["--device"]),
+])
+def test_bad_option_values_exit_2_with_one_line(run_cli, capsys, tmp_path, argv, words):
+    assert run_cli(["theory", *argv, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert all(word in line for word in words), line
+
+
+def test_unknown_data_spec_is_rejected(run_cli, capsys, tmp_path):
+    assert run_cli(["theory", "--data", "mnist", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "'mnist'" in error_line(capsys)
+
+
+def test_empty_image_folder_is_rejected(run_cli, capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli(["theory", "--data", f"folder:{empty}", "--out", str(tmp_path / "r")]) == EXIT_BAD_INPUT
+    assert "no image files" in error_line(capsys)
+
+
+def test_missing_image_folder_is_rejected(run_cli, capsys, tmp_path):
+    assert run_cli(["theory", "--data", f"folder:{tmp_path / 'absent'}", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "does not exist" in error_line(capsys)
+
+
+def test_images_of_mixed_sizes_are_rejected_unless_resized(run_cli, capsys, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(folder / "b.png")
+    assert run_cli(["theory", "--data", f"folder:{folder}", "--out", str(tmp_path / "r")]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert "different sizes" in line and "--resolution" in line
+
+
+def test_options_reject_a_bad_scale_directly():
+    from benchmarks.common import Options
+
+    with pytest.raises(BenchmarkError, match="--scale"):
+        Options(scale="medium")
+
+
+def test_script_entry_point_exits_2_on_an_unknown_suite(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "nosuch", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == EXIT_BAD_INPUT
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "nosuch" in done.stderr
