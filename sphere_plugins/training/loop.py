@@ -104,23 +104,32 @@ def _single_process() -> bool:
         torch.distributed.is_available() and torch.distributed.is_initialized())
 
 
-def _make_accelerator(config: TrainConfig):
+def make_accelerator(cpu: bool = False, mixed_precision: str = "no", gradient_accumulation_steps: int = 1,
+                     find_unused_parameters: bool = False) -> Any:
+    """An accelerate.Accelerator for these settings, even when an earlier run in this process used others."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedDataParallelKwargs
 
-    if config.mixed_precision != "no" and (config.cpu or not torch.cuda.is_available()):
-        raise ValueError(f"mixed_precision={config.mixed_precision!r} needs a GPU; use 'no' on the CPU")
-    # accelerate keeps one process-wide state and refuses (or ignores) a different device or precision
-    # later; a single process may train several runs with different settings, so start that state afresh.
-    if AcceleratorState._shared_state and _single_process():
-        state = AcceleratorState()
-        wanted = "cpu" if config.cpu or not torch.cuda.is_available() else "cuda"
-        if state.device.type != wanted or state.mixed_precision != config.mixed_precision:
-            AcceleratorState._reset_state()
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)]
-    return Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision,
-                       gradient_accumulation_steps=config.grad_accum, kwargs_handlers=handlers)
+    if mixed_precision != "no" and (cpu or not torch.cuda.is_available()):
+        raise ValueError(f"mixed_precision={mixed_precision!r} needs a GPU; use 'no' on the CPU")
+    # accelerate keeps one process-wide state (device in PartialState, precision in AcceleratorState) and
+    # refuses or ignores different settings later; a single process may train several runs with
+    # different settings, so start that state afresh when it differs.
+    if _single_process() and PartialState._shared_state:
+        wanted = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+        device_differs = PartialState().device.type != wanted
+        precision_differs = bool(AcceleratorState._shared_state) and (
+            AcceleratorState().mixed_precision != mixed_precision)
+        if device_differs or precision_differs:
+            AcceleratorState._reset_state(reset_partial_state=True)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)]
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision,
+                       gradient_accumulation_steps=gradient_accumulation_steps, kwargs_handlers=handlers)
+
+
+def _make_accelerator(config: TrainConfig):
+    return make_accelerator(config.cpu, config.mixed_precision, config.grad_accum, config.find_unused_parameters)
 
 
 class _JsonLines:

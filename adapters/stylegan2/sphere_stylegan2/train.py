@@ -57,10 +57,12 @@ class _SingleProcess:
 def make_accelerator(device: torch.device | str | None = None) -> Any:
     """accelerate.Accelerator (on the CPU when device='cpu'), or a single-process stand-in without accelerate."""
     try:
-        from accelerate import Accelerator
+        import accelerate  # noqa: F401  (only to learn whether it is installed)
     except ImportError:
         return _SingleProcess(device)
-    return Accelerator(cpu=device is not None and torch.device(device).type == "cpu")
+    from sphere_plugins.training.loop import make_accelerator as core_accelerator
+
+    return core_accelerator(cpu=device is not None and torch.device(device).type == "cpu")
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
