@@ -14,7 +14,7 @@ from sphere_plugins.errors import (
     UnsafePickleError,
 )
 from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.latent import SphericalLatent, centerize, slerp, spherize
+from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.metrics.record import MetricRecord
@@ -51,7 +51,7 @@ __all__ = [
     "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
-    "centerize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
+    "centerize", "centerize_spherize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
     "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
     "wrap_generator",
 ]

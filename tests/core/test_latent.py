@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sphere_plugins import SphericalLatent, centerize, slerp, spherize
+from sphere_plugins import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=64)
 
@@ -45,6 +45,32 @@ def test_spherize_keeps_the_direction(z):
         return
     cos = torch.nn.functional.cosine_similarity(spherize(z), z, dim=1)
     torch.testing.assert_close(cos, torch.ones_like(cos))
+
+
+@given(batches(), st.floats(0.1, 100))
+def test_centerize_spherize_equals_the_two_steps_chained(z, radius):
+    z = z[centerize(z).norm(dim=1) > 1e-3]
+    if len(z) == 0:
+        return
+    torch.testing.assert_close(centerize_spherize(z, radius), spherize(centerize(z), radius))
+
+
+def test_centerize_spherize_leaves_its_input_alone_and_passes_gradients():
+    z = torch.randn(4, 9, requires_grad=True)
+    before = z.detach().clone()
+    out = centerize_spherize(z, 3.0)
+    out[:, 0].sum().backward()
+    assert torch.equal(z.detach(), before)
+    reference = z.detach().clone().requires_grad_(True)
+    spherize(centerize(reference), 3.0)[:, 0].sum().backward()
+    torch.testing.assert_close(z.grad, reference.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(centerize_spherize(z, 3.0), out.detach())
+
+
+def test_centerize_spherize_rejects_constant_vectors():
+    with pytest.raises(ValueError, match=r"samples \[0\].*zero"):
+        centerize_spherize(torch.ones(1, 4))
 
 
 def test_spherize_does_not_modify_its_input_and_keeps_dtype():
