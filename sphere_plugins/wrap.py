@@ -25,6 +25,8 @@ class GeneratorAdapter:
     """What a plugin says about a generator: latent shape, expected radius, and how to call it.
 
     radius=None means sqrt(d) (d = entries of one latent): the norm of N(0, I) latents in high d.
+    accepts_generator=True says generate() takes generator=, so sample() hands its torch.Generator
+    on and a stochastic sampler (DDPM's per-step noise) reproduces from one seed.
     """
 
     z_shape: tuple[int, ...]
@@ -34,6 +36,7 @@ class GeneratorAdapter:
     name: str = "module"
     output_range: tuple[float, float] = (-1.0, 1.0)
     latent_entry: str = "input"
+    accepts_generator: bool = False
 
 
 @dataclass
@@ -164,8 +167,15 @@ class SphericalGenerator(_SphericalBase):
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
                model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
-        """Generate n images from latents drawn from any registered prior."""
-        return self.adapter.generate(self.latents(n, prior, generator, **prior_params), **(model_kwargs or {}))
+        """Generate n images from latents drawn from any registered prior.
+
+        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one.
+        """
+        model_kwargs = dict(model_kwargs or {})
+        z = self.latents(n, prior, generator, **prior_params)
+        if generator is not None and self.adapter.accepts_generator:
+            model_kwargs.setdefault("generator", generator)
+        return self.adapter.generate(z, **model_kwargs)
 
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int, **model_kwargs: Any) -> Tensor:
         """Images along the great circle between the adapted z0 and z1 (both ends included)."""

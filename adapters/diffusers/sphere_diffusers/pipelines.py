@@ -155,4 +155,4 @@ def pipeline_adapter(pipe: Any, options: dict[str, Any]) -> DiffusersGeneratorAd
         raise ValueError(unsupported_message(f"the pipeline {name}"))
     return DiffusersGeneratorAdapter(z_shape=noise_shape(pipe, options), generate=generate,
                                      module=pipeline_modules(pipe), name=name, latent_entry=entry,
-                                     source=pipe, options=dict(options))
+                                     source=pipe, options=dict(options), accepts_generator=True)

@@ -80,6 +80,14 @@ def test_sampling_with_seeded_generators_is_deterministic(ddpm):
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_one_seed_reproduces_ddpm_including_its_per_step_noise(ddpm):
+    wrapped = wrap_generator(ddpm)
+    first = wrapped.sample(2, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(321)  # the global RNG must not matter
+    assert torch.equal(first, wrapped.sample(2, generator=torch.Generator().manual_seed(5)))
+    assert not torch.equal(first, wrapped.sample(2, generator=torch.Generator().manual_seed(6)))
+
+
 def test_ddim_with_eta_zero_depends_only_on_the_prior_seed(ddim):
     wrapped = wrap_generator(ddim, options={"num_inference_steps": 4})
     first = wrapped.sample(2, generator=torch.Generator().manual_seed(0))
