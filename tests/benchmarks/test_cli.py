@@ -76,6 +76,23 @@ def test_images_of_mixed_sizes_are_rejected_unless_resized(run_cli, capsys, tmp_
     assert "different sizes" in line and "--resolution" in line
 
 
+def test_missing_model_file_is_named(run_cli, capsys, tmp_path):
+    missing = tmp_path / "ffhq.pkl"
+    assert run_cli(["sampling", "--model", f"stylegan2:{missing}", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert str(missing) in line and "does not exist" in line
+
+
+def test_model_scheme_no_chosen_suite_takes_is_rejected(run_cli, capsys, tmp_path):
+    assert run_cli(["theory", "--model", "stylegan2:tiny", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "no chosen suite takes" in error_line(capsys)
+
+
+def test_model_spec_without_scheme_is_rejected(run_cli, capsys, tmp_path):
+    assert run_cli(["sampling", "--model", "ffhq.pkl", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "scheme" in error_line(capsys)
+
+
 def test_options_reject_a_bad_scale_directly():
     from benchmarks.common import Options
 

@@ -1,0 +1,81 @@
+"""Metric plumbing shared by the image suites: the feature network (FID with Inception, else the offline
+classifier as FD-<name>), sample-count checks, and generator callables that metrics can draw from."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmarks.common import BenchmarkError
+from benchmarks.context import Context
+
+
+def feature_network(ctx: Context, real: Any) -> Any:
+    """clean-fid's Inception when its weight file is present, else the classifier trained (and cached) on the
+    labelled data; a note says which. Unlabelled data without Inception is a clear error."""
+    from sphere_plugins.errors import MissingWeightsError
+    from sphere_plugins.metrics import fd_label, resolve_features
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            extractor = resolve_features("auto", real, device=ctx.device, cache_dir=ctx.cache_dir)
+        except MissingWeightsError as error:
+            raise BenchmarkError(f"{error} Without it, FD needs labelled data (digits, or a folder with one "
+                                 "sub-folder per class) to train the offline feature network") from None
+    messages = [str(w.message) for w in caught]
+    if not messages:
+        messages = [f"features: {getattr(extractor, 'description', extractor.name)}"]
+    for message in messages:
+        if not any(message in note for note in ctx.notes):
+            ctx.note(f"{fd_label(extractor)}: {message}")
+    return extractor
+
+
+def feature_dim(extractor: Any, real: Any) -> int:
+    """The width of the extractor's features (from two real images)."""
+    return int(extractor(real.images[:2]).shape[1])
+
+
+def check_sample_count(n: int, extractor: Any, real: Any, what: str) -> None:
+    """A Frechet distance needs more samples than feature dimensions: fail early with the numbers."""
+    needed = feature_dim(extractor, real) + 1
+    if n < needed:
+        raise BenchmarkError(f"too few samples for {what}: {n} (set by --n-samples or the data's size) but a "
+                             f"Frechet distance on {needed - 1}-d features needs at least {needed}")
+    if len(real) < needed:
+        raise BenchmarkError(f"too few real images for {what}: the data has {len(real)} but a Frechet distance on "
+                             f"{needed - 1}-d features needs at least {needed}")
+
+
+def clamped(sample: Callable[[int], Tensor], device: str) -> Callable[[int], Tensor]:
+    """A metric source drawing batches from `sample(batch)`, clamped to [-1, 1] (as a saved image would be)."""
+    def draw(batch: int) -> Tensor:
+        with torch.no_grad():
+            return sample(batch).float().clamp(-1, 1).cpu()
+
+    return draw
+
+
+def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields: Any) -> dict:
+    """FD (or FID) of n fake images against every real image, as a record dict (not yet added)."""
+    from sphere_plugins.metrics import compute_fid
+
+    record = compute_fid(real, fake, features=extractor, n_fake=n, device=ctx.device, batch_size=250,
+                         seed=ctx.options.seed, cache_dir=ctx.cache_dir).to_dict()
+    record["extra"].update(fields.pop("extra", {}))
+    record.update(fields)
+    return record
+
+
+def generator_seed(ctx: Context, *labels: Any) -> torch.Generator:
+    """A torch generator on the run's device, seeded from the run's seed and the labels of what it draws."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((ctx.options.seed, *labels)).encode()).digest()
+    device = torch.device(ctx.device)
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:7], "little"))

@@ -1,0 +1,234 @@
+"""Table 2 and Figures 4-5 / 13-14: VAE, S-VAE, plain autoencoder and spherical autoencoder with one
+architecture and budget on the digits (d_z = 10, as the paper's MNIST appendix): reconstruction FD, SWD, MSE
+(LPIPS when its weights are present), decoders sampled from four priors, reconstruction grids, t-SNE of codes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import markdown_table, mixed_precision, pick
+from benchmarks.context import Context
+from benchmarks.evaluation import check_sample_count, clamped, feature_network, frechet, generator_seed
+from benchmarks.inputs import load_data
+from benchmarks.plots import pyplot
+
+NAME = "autoencoder"
+DESCRIPTION = "Table 2: spherical autoencoder vs VAE, S-VAE and plain autoencoder at equal budget"
+MODEL_SCHEMES: tuple[str, ...] = ()
+METHODS = {"sae": "spherical autoencoder", "vae": "VAE", "svae": "S-VAE (von Mises-Fisher)", "ae": "plain autoencoder"}
+PRIORS = ("normal", "uniform", "poisson", "chi2")
+
+PRESETS = {
+    "quick": {"resolution": 16, "z_dim": 10, "width": 32, "steps": 1000, "batch": 64, "lr": 1e-3,
+              "n_samples": 1000, "held_out": 0.2, "tsne_points": 600},
+    "paper": {"resolution": 32, "z_dim": 10, "width": 64, "steps": 20000, "batch": 128, "lr": 1e-3,
+              "n_samples": 10000, "held_out": 0.2, "tsne_points": 2000},
+}
+
+
+def settings(ctx: Context) -> dict:
+    return pick(ctx.options, PRESETS, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+def split(n: int, held_out: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random split of n images into training and held-out indices."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, int(round(n * held_out)))
+    return order[n_test:], order[:n_test]
+
+
+def run(ctx: Context) -> None:
+    from sphere_plugins.data import ImageSet
+
+    s = settings(ctx)
+    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None)
+    train_idx, test_idx = split(len(data), s["held_out"], ctx.options.seed)
+    images = data.images
+    test = ImageSet(images[test_idx], None if data.labels is None else data.labels[test_idx],
+                    data.name, f"{len(test_idx)} held-out images of {data.description}")
+    extractor = feature_network(ctx, data)
+    check_sample_count(s["n_samples"], extractor, data, "the autoencoder's sampled decoders")
+    check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
+    models = {kind: train_model(ctx, s, kind, images[train_idx], data) for kind in METHODS}
+    if not ctx.is_main:
+        return
+    lpips = lpips_metric(ctx)
+    results = {}
+    for kind, objective in models.items():
+        key = {**model_key(ctx, s, kind, len(data)), "n": s["n_samples"], "n_test": len(test),
+               "features": getattr(extractor, "fingerprint", extractor.name), "lpips": lpips is not None}
+        results[kind] = ctx.cached(f"metrics-{kind}", key, lambda: evaluate(ctx, s, kind, objective, data, test,
+                                                                            extractor, lpips))
+    report(ctx, s, results)
+    figures(ctx, s, models, data, test)
+
+
+def model_key(ctx: Context, s: dict, kind: str, n_images: int) -> dict:
+    return {"kind": kind, "resolution": s["resolution"], "z_dim": s["z_dim"], "width": s["width"],
+            "steps": s["steps"], "batch": s["batch"], "lr": s["lr"], "seed": ctx.options.seed,
+            "data": ctx.options.data, "n_images": n_images, "held_out": s["held_out"]}
+
+
+def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, data: Any) -> torch.nn.Module:
+    """One objective trained on the training split; checkpoints in the cache make a re-run resume or skip."""
+    from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
+    from sphere_plugins.training import TrainConfig, conv_objective, train
+
+    folder = ctx.cache_path(f"train-{kind}", model_key(ctx, s, kind, len(data)), suffix="")
+    latest = latest_checkpoint(folder) if folder.exists() else None
+    start = load_checkpoint(latest).step if latest is not None else 0
+    objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
+                               z_dim=s["z_dim"], width=s["width"])
+    config = TrainConfig(steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+                         mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
+                         checkpoint_every=max(100, s["steps"] // 5), keep_checkpoints=1, resume=True,
+                         log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
+                         cpu=torch.device(ctx.device).type == "cpu")
+    began = time.perf_counter()
+    result = train(objective, images, config)
+    status = "cached" if start >= s["steps"] else ("resumed" if start else "computed")
+    ctx.note_part(f"train_{kind}", status, time.perf_counter() - began, from_step=start, steps=s["steps"],
+                  checkpoints=folder.name)
+    return result.objective.to(ctx.device).eval()
+
+
+def lpips_metric(ctx: Context) -> Any:
+    """LPIPS-alex when its torchvision backbone file is present, else None with a note naming the file."""
+    from sphere_plugins.errors import MissingWeightsError
+    from sphere_plugins.metrics import LPIPS
+
+    try:
+        return LPIPS("alex", device=ctx.device)
+    except MissingWeightsError as error:
+        ctx.note(f"LPIPS not reported: {error}")
+        return None
+
+
+def in_batches(fn: Any, images: torch.Tensor, device: str, size: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([fn(images[i:i + size].to(device)).float().cpu() for i in range(0, len(images), size)])
+
+
+def evaluate(ctx: Context, s: dict, kind: str, objective: Any, data: Any, test: Any, extractor: Any,
+             lpips: Any) -> dict:
+    """Reconstruction metrics on the held-out images and FD of decoder samples from each prior."""
+    import torch.nn.functional as F
+
+    from sphere_plugins.metrics import compute_lpips, compute_mse, compute_swd
+
+    label = f"{METHODS[kind]} (conv, d_z {s['z_dim']}, {s['steps']} steps)"
+    recon = in_batches(objective.reconstruct, test.images, ctx.device).clamp(-1, 1)
+    records = {"MSE": compute_mse(test.images, recon, seed=ctx.options.seed).to_dict(),
+               "SWD": compute_swd(test.images, recon, seed=ctx.options.seed).to_dict(),
+               "FD": frechet(ctx, test, recon, extractor, len(test))}
+    if lpips is not None:
+        up = [F.interpolate(x, size=64, mode="bilinear", align_corners=False) for x in (test.images, recon)]
+        records["LPIPS"] = compute_lpips(up[0].clamp(-1, 1), up[1].clamp(-1, 1), lpips, seed=ctx.options.seed).to_dict()
+        records["LPIPS"]["extra"]["resized_to"] = 64
+    for record in records.values():
+        record.update(model=label, data=test.description, prior=None)
+        record["extra"]["measured_on"] = "reconstructions of held-out images"
+    samples = {}
+    for prior in PRIORS:
+        draws = generator_seed(ctx, "samples", kind, prior)
+        fake = clamped(lambda b: objective.sample(b, prior=prior, generator=draws), ctx.device)
+        samples[prior] = frechet(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=label,
+                                 data=data.description, extra={"measured_on": "decoder samples from the prior"})
+    return {"reconstruction": records, "samples": samples}
+
+
+def report(ctx: Context, s: dict, results: dict) -> None:
+    fd_name = results["sae"]["reconstruction"]["FD"]["metric"]
+    has_lpips = "LPIPS" in results["sae"]["reconstruction"]
+    rows = []
+    for kind, result in results.items():
+        rec = result["reconstruction"]
+        for record in [*rec.values(), *result["samples"].values()]:
+            ctx.add_record(record)
+        rows.append([METHODS[kind], rec["FD"]["value"], rec["SWD"]["value"], rec["MSE"]["value"],
+                     *([rec["LPIPS"]["value"]] if has_lpips else [])])
+    header = ["method", f"{fd_name}", "SWD x1e3", "MSE ([0, 1] pixels)", *(["LPIPS"] if has_lpips else [])]
+    any_rec = results["sae"]["reconstruction"]
+    ctx.table("Table 2: reconstruction of held-out images (lower is better)", markdown_table(header, rows),
+              f"{any_rec['MSE']['n_samples']} held-out images; every method has the same encoder/decoder "
+              f"(d_z {s['z_dim']}), {s['steps']} Adam steps of batch {s['batch']}, seed {ctx.options.seed}.")
+    spread = {}
+    sample_rows = []
+    for kind, result in results.items():
+        values = [result["samples"][p]["value"] for p in PRIORS]
+        spread[kind] = max(values) / min(values)
+        sample_rows.append([METHODS[kind], *values, spread[kind], float(np.std(values) / np.mean(values))])
+    ctx.table(f"Decoders sampled from four priors: {fd_name} (lower is better)",
+              markdown_table(["method", *PRIORS, "max/min", "std/mean"], sample_rows),
+              f"{s['n_samples']} samples per prior against all real images. The spherical autoencoder and the S-VAE "
+              "centerize and spherize the prior draw; the VAE and the plain autoencoder decode it as drawn.")
+    sae, vae = results["sae"]["reconstruction"], results["vae"]["reconstruction"]
+    ctx.target("spherical autoencoder MSE vs VAE", "<= VAE's", f"{sae['MSE']['value']:.4g} vs {vae['MSE']['value']:.4g}",
+               sae["MSE"]["value"] <= vae["MSE"]["value"])
+    ctx.target(f"spherical autoencoder {fd_name} vs VAE", "<= VAE's",
+               f"{sae['FD']['value']:.4g} vs {vae['FD']['value']:.4g}", sae["FD"]["value"] <= vae["FD"]["value"])
+    ctx.target("sampling spread across priors (max/min FD)", "spherical autoencoder < VAE",
+               f"{spread['sae']:.3f} vs {spread['vae']:.3f}", spread["sae"] < spread["vae"])
+
+
+def figures(ctx: Context, s: dict, models: dict, data: Any, test: Any) -> None:
+    plt = pyplot()
+    shown = test.images[:12]
+    rows = [("original", shown)] + [(METHODS[k], in_batches(m.reconstruct, shown, ctx.device)) for k, m in models.items()]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 * len(rows) + 0.4))
+    for ax, (label, images) in zip(axes, rows):
+        ax.imshow(strip(images), cmap="gray", vmin=-1, vmax=1)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ctx.figure(fig, "reconstructions.png", "Reconstructions of held-out images (Figure 4 / 13).")
+    fig, axes = plt.subplots(len(models), len(PRIORS), figsize=(2.4 * len(PRIORS), 2.5 * len(models)))
+    for i, (kind, model) in enumerate(models.items()):
+        for j, prior in enumerate(PRIORS):
+            with torch.no_grad():
+                images = model.sample(16, prior=prior, generator=generator_seed(ctx, "grid", kind, prior))
+            axes[i, j].imshow(square(images.float().clamp(-1, 1).cpu()), cmap="gray", vmin=-1, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(prior)
+            if j == 0:
+                axes[i, j].set_ylabel(METHODS[kind], fontsize=9)
+    ctx.figure(fig, "samples.png", "Decoders sampled from four priors (Figure 5 / 14): rows are methods.")
+    tsne(ctx, s, models, data)
+
+
+def strip(images: torch.Tensor) -> np.ndarray:
+    """Grey images side by side, one pixel apart."""
+    images = torch.nn.functional.pad(images[:, 0], (0, 1), value=1.0)
+    return images.permute(1, 0, 2).reshape(images.shape[1], -1).numpy()
+
+
+def square(images: torch.Tensor) -> np.ndarray:
+    """16 grey images as a 4 x 4 grid, white lines between."""
+    images = torch.nn.functional.pad(images, (0, 1, 0, 1), value=1.0)
+    n, _, h, w = images.shape
+    return images[:16, 0].reshape(4, 4, h, w).permute(0, 2, 1, 3).reshape(4 * h, 4 * w).numpy()
+
+
+def tsne(ctx: Context, s: dict, models: dict, data: Any) -> None:
+    """t-SNE of the codes of each method, coloured by class (Figure 13's right panels)."""
+    from sklearn.manifold import TSNE
+
+    count = min(s["tsne_points"], len(data))
+    images = data.images[:count]
+    labels = None if data.labels is None else data.labels[:count].numpy()
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4))
+    for ax, (kind, model) in zip(axes, models.items()):
+        codes = in_batches(model.codes, images, ctx.device).flatten(1).numpy()
+        embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=ctx.options.seed).fit_transform(codes)
+        ax.scatter(embedded[:, 0], embedded[:, 1], c=labels, cmap="tab10", s=4)
+        ax.set_title(METHODS[kind], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ctx.figure(fig, "tsne.png", f"t-SNE of the codes of {count} images, coloured by class.")
