@@ -79,3 +79,46 @@ def generator_seed(ctx: Context, *labels: Any) -> torch.Generator:
     digest = hashlib.sha256(repr((ctx.options.seed, *labels)).encode()).digest()
     device = torch.device(ctx.device)
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:7], "little"))
+
+
+def in_batches(fn: Callable[[Tensor], Tensor], images: Tensor, device: str, size: int = 256) -> Tensor:
+    """fn over images in batches on `device`, without gradients; float32 results on the CPU."""
+    with torch.no_grad():
+        return torch.cat([fn(images[i:i + size].to(device)).float().cpu() for i in range(0, len(images), size)])
+
+
+def lpips_metric(ctx: Context) -> Any:
+    """LPIPS-alex when its torchvision backbone file is present, else None with a note naming the file."""
+    from sphere_plugins.errors import MissingWeightsError
+    from sphere_plugins.metrics import LPIPS
+
+    try:
+        return LPIPS("alex", device=ctx.device)
+    except MissingWeightsError as error:
+        note = f"LPIPS not reported: {error}"
+        if note not in ctx.notes:
+            ctx.note(note)
+        return None
+
+
+def reconstruction_records(ctx: Context, test: Any, recon: Tensor, extractor: Any, lpips: Any,
+                           model: str) -> dict[str, dict]:
+    """MSE, SWD, FD (and LPIPS when available) of reconstructions against the held-out images, as records."""
+    import torch.nn.functional as F
+
+    from sphere_plugins.metrics import compute_lpips, compute_mse, compute_swd
+
+    recon = recon.clamp(-1, 1)
+    seed = ctx.options.seed
+    records = {"MSE": compute_mse(test.images, recon, seed=seed).to_dict(),
+               "SWD": compute_swd(test.images, recon, seed=seed).to_dict(),
+               "FD": frechet(ctx, test, recon, extractor, len(test))}
+    if lpips is not None:
+        size = max(64, test.images.shape[-1])
+        up = [F.interpolate(x, size=size, mode="bilinear", align_corners=False).clamp(-1, 1) for x in (test.images, recon)]
+        records["LPIPS"] = compute_lpips(up[0], up[1], lpips, seed=seed).to_dict()
+        records["LPIPS"]["extra"]["resized_to"] = size
+    for record in records.values():
+        record.update(model=model, data=test.description, prior=None)
+        record["extra"]["measured_on"] = "reconstructions of held-out images"
+    return records

@@ -87,3 +87,12 @@ def load_data(options: Options, resolution: int | None, channels: int | None = N
         return load_images(options.data, resolution=options.resolution or resolution, channels=channels, limit=limit)
     except (OSError, ValueError) as error:
         raise BenchmarkError(f"--data {options.data!r}: {error}") from None
+
+
+def train_test_split(n: int, held_out: float, seed: int):
+    """A fixed random split of n images into training and held-out indices (a `held_out` share)."""
+    import torch
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, int(round(n * held_out)))
+    return order[n_test:], order[:n_test]

@@ -6,7 +6,7 @@ from importlib import import_module
 from types import ModuleType
 
 # In the order a full run goes through them: cheap and informative first.
-SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder")
+SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune")
 
 
 def get_suite(name: str) -> ModuleType:

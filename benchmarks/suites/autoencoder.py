@@ -12,9 +12,10 @@ import torch
 
 from benchmarks.common import markdown_table, mixed_precision, pick
 from benchmarks.context import Context
-from benchmarks.evaluation import check_sample_count, clamped, feature_network, frechet, generator_seed
-from benchmarks.inputs import load_data
-from benchmarks.plots import pyplot
+from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
+                                   lpips_metric, reconstruction_records)
+from benchmarks.inputs import load_data, train_test_split
+from benchmarks.plots import image_square, image_strip, pyplot, show_images
 
 NAME = "autoencoder"
 DESCRIPTION = "Table 2: spherical autoencoder vs VAE, S-VAE and plain autoencoder at equal budget"
@@ -24,9 +25,9 @@ PRIORS = ("normal", "uniform", "poisson", "chi2")
 
 PRESETS = {
     "quick": {"resolution": 16, "z_dim": 10, "width": 32, "steps": 1000, "batch": 64, "lr": 1e-3,
-              "n_samples": 1000, "held_out": 0.2, "tsne_points": 600},
+              "n_samples": 1000, "held_out": 0.2, "tsne_points": 600, "limit": None},
     "paper": {"resolution": 32, "z_dim": 10, "width": 64, "steps": 20000, "batch": 128, "lr": 1e-3,
-              "n_samples": 10000, "held_out": 0.2, "tsne_points": 2000},
+              "n_samples": 10000, "held_out": 0.2, "tsne_points": 2000, "limit": None},
 }
 
 
@@ -34,19 +35,13 @@ def settings(ctx: Context) -> dict:
     return pick(ctx.options, PRESETS, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
 
 
-def split(n: int, held_out: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random split of n images into training and held-out indices."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(n * held_out)))
-    return order[n_test:], order[:n_test]
-
-
 def run(ctx: Context) -> None:
     from sphere_plugins.data import ImageSet
 
     s = settings(ctx)
-    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None)
-    train_idx, test_idx = split(len(data), s["held_out"], ctx.options.seed)
+    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None,
+                     limit=s["limit"])
+    train_idx, test_idx = train_test_split(len(data), s["held_out"], ctx.options.seed)
     images = data.images
     test = ImageSet(images[test_idx], None if data.labels is None else data.labels[test_idx],
                     data.name, f"{len(test_idx)} held-out images of {data.description}")
@@ -96,42 +91,12 @@ def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, data: An
     return result.objective.to(ctx.device).eval()
 
 
-def lpips_metric(ctx: Context) -> Any:
-    """LPIPS-alex when its torchvision backbone file is present, else None with a note naming the file."""
-    from sphere_plugins.errors import MissingWeightsError
-    from sphere_plugins.metrics import LPIPS
-
-    try:
-        return LPIPS("alex", device=ctx.device)
-    except MissingWeightsError as error:
-        ctx.note(f"LPIPS not reported: {error}")
-        return None
-
-
-def in_batches(fn: Any, images: torch.Tensor, device: str, size: int = 256) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([fn(images[i:i + size].to(device)).float().cpu() for i in range(0, len(images), size)])
-
-
 def evaluate(ctx: Context, s: dict, kind: str, objective: Any, data: Any, test: Any, extractor: Any,
              lpips: Any) -> dict:
     """Reconstruction metrics on the held-out images and FD of decoder samples from each prior."""
-    import torch.nn.functional as F
-
-    from sphere_plugins.metrics import compute_lpips, compute_mse, compute_swd
-
     label = f"{METHODS[kind]} (conv, d_z {s['z_dim']}, {s['steps']} steps)"
-    recon = in_batches(objective.reconstruct, test.images, ctx.device).clamp(-1, 1)
-    records = {"MSE": compute_mse(test.images, recon, seed=ctx.options.seed).to_dict(),
-               "SWD": compute_swd(test.images, recon, seed=ctx.options.seed).to_dict(),
-               "FD": frechet(ctx, test, recon, extractor, len(test))}
-    if lpips is not None:
-        up = [F.interpolate(x, size=64, mode="bilinear", align_corners=False) for x in (test.images, recon)]
-        records["LPIPS"] = compute_lpips(up[0].clamp(-1, 1), up[1].clamp(-1, 1), lpips, seed=ctx.options.seed).to_dict()
-        records["LPIPS"]["extra"]["resized_to"] = 64
-    for record in records.values():
-        record.update(model=label, data=test.description, prior=None)
-        record["extra"]["measured_on"] = "reconstructions of held-out images"
+    recon = in_batches(objective.reconstruct, test.images, ctx.device)
+    records = reconstruction_records(ctx, test, recon, extractor, lpips, label)
     samples = {}
     for prior in PRIORS:
         draws = generator_seed(ctx, "samples", kind, prior)
@@ -181,38 +146,18 @@ def figures(ctx: Context, s: dict, models: dict, data: Any, test: Any) -> None:
     rows = [("original", shown)] + [(METHODS[k], in_batches(m.reconstruct, shown, ctx.device)) for k, m in models.items()]
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 * len(rows) + 0.4))
     for ax, (label, images) in zip(axes, rows):
-        ax.imshow(strip(images), cmap="gray", vmin=-1, vmax=1)
+        show_images(ax, image_strip(images.clamp(-1, 1)))
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
     ctx.figure(fig, "reconstructions.png", "Reconstructions of held-out images (Figure 4 / 13).")
     fig, axes = plt.subplots(len(models), len(PRIORS), figsize=(2.4 * len(PRIORS), 2.5 * len(models)))
     for i, (kind, model) in enumerate(models.items()):
         for j, prior in enumerate(PRIORS):
             with torch.no_grad():
                 images = model.sample(16, prior=prior, generator=generator_seed(ctx, "grid", kind, prior))
-            axes[i, j].imshow(square(images.float().clamp(-1, 1).cpu()), cmap="gray", vmin=-1, vmax=1)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(prior)
-            if j == 0:
-                axes[i, j].set_ylabel(METHODS[kind], fontsize=9)
+            show_images(axes[i, j], image_square(images, 4), title=prior if i == 0 else None,
+                        ylabel=METHODS[kind] if j == 0 else None)
     ctx.figure(fig, "samples.png", "Decoders sampled from four priors (Figure 5 / 14): rows are methods.")
     tsne(ctx, s, models, data)
-
-
-def strip(images: torch.Tensor) -> np.ndarray:
-    """Grey images side by side, one pixel apart."""
-    images = torch.nn.functional.pad(images[:, 0], (0, 1), value=1.0)
-    return images.permute(1, 0, 2).reshape(images.shape[1], -1).numpy()
-
-
-def square(images: torch.Tensor) -> np.ndarray:
-    """16 grey images as a 4 x 4 grid, white lines between."""
-    images = torch.nn.functional.pad(images, (0, 1, 0, 1), value=1.0)
-    n, _, h, w = images.shape
-    return images[:16, 0].reshape(4, 4, h, w).permute(0, 2, 1, 3).reshape(4 * h, 4 * w).numpy()
 
 
 def tsne(ctx: Context, s: dict, models: dict, data: Any) -> None:

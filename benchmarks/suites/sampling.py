@@ -19,7 +19,7 @@ from benchmarks.common import BenchmarkError, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.evaluation import check_sample_count, clamped, feature_network, frechet, generator_seed
 from benchmarks.inputs import load_data
-from benchmarks.plots import pyplot
+from benchmarks.plots import image_square, pyplot, show_images
 
 NAME = "sampling"
 DESCRIPTION = "Table 1: sampling a generator trained with N(0, I) latents from four priors"
@@ -31,9 +31,9 @@ COLUMNS = (("vanilla, no spherization", False, False), ("vanilla, spherization",
 
 PRESETS = {
     "quick": {"resolution": 16, "z_dim": 128, "channel_max": 32, "mapping_layers": 2, "steps": 1500,
-              "batch": 32, "lr": 0.0025, "n_samples": 10000, "grid": 16},
+              "batch": 32, "lr": 0.0025, "n_samples": 10000, "grid": 16, "limit": None},
     "paper": {"resolution": 32, "z_dim": 512, "channel_max": 256, "mapping_layers": 8, "steps": 20000,
-              "batch": 64, "lr": 0.0025, "n_samples": 50000, "grid": 16},
+              "batch": 64, "lr": 0.0025, "n_samples": 50000, "grid": 16, "limit": None},
 }
 
 
@@ -45,9 +45,10 @@ def run(ctx: Context) -> None:
     s = settings(ctx)
     if ctx.options.model:
         G, model_label, model_key = given_generator(ctx)
-        real = load_data(ctx.options, resolution=output_size(G, ctx), channels=None)
+        real = load_data(ctx.options, resolution=output_size(G, ctx), channels=None, limit=s["limit"])
     else:
-        real = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None)
+        real = load_data(ctx.options, resolution=s["resolution"],
+                         channels=1 if ctx.options.data == "digits" else None, limit=s["limit"])
     extractor = feature_network(ctx, real)
     check_sample_count(s["n_samples"], extractor, real, "the sampling table")
     if not ctx.options.model:
@@ -178,21 +179,8 @@ def grids(ctx: Context, G: Any, s: dict) -> None:
             with torch.no_grad():
                 images = wrapped(G, center, spherize).sample(side * side, prior=prior,
                                                              generator=generator_seed(ctx, "grid", prior))
-            axes[i, j].imshow(tile(images.float().clamp(-1, 1).cpu(), side), cmap="gray", vmin=-1, vmax=1)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(label, fontsize=9)
-            if j == 0:
-                axes[i, j].set_ylabel(prior, fontsize=10)
+            show_images(axes[i, j], image_square(images, side), title=label if i == 0 else None,
+                        ylabel=prior if j == 0 else None)
     ctx.figure(fig, "samples.png", "Samples per prior (rows) and column (as in Table 1); each grid uses the same "
                "prior draws in every column.")
 
-
-def tile(images: torch.Tensor, side: int) -> Any:
-    """[side*side, C, H, W] images as one grid array (grey, or with an RGB last axis), white lines between."""
-    images = torch.nn.functional.pad(images, (0, 1, 0, 1), value=1.0)
-    n, c, h, w = images.shape
-    grid = images[: side * side].reshape(side, side, c, h, w).permute(0, 3, 1, 4, 2).reshape(side * h, side * w, c)
-    grid = grid.numpy()
-    return grid[..., 0] if c == 1 else (grid + 1) / 2

@@ -13,15 +13,49 @@ if str(ROOT) not in sys.path:
 
 TINY_THEORY = {"dims": [2, 16, 512], "pairs": 4000, "w2_points": 12, "w2_repeats": 2, "pdf_dims": [3, 512]}
 TINY_OVERHEAD = {"repeats": 2, "batch": 2, "step_repeats": 1, "copy_shapes": [[4, 8], [16, 32]]}
+TINY_SAMPLING = {"resolution": 8, "z_dim": 8, "channel_max": 8, "mapping_layers": 1, "steps": 2, "batch": 4,
+                 "lr": 0.002, "n_samples": 20, "grid": 4, "limit": 150}
+TINY_AUTOENCODER = {"resolution": 8, "z_dim": 4, "width": 4, "steps": 3, "batch": 8, "lr": 1e-3, "n_samples": 20,
+                    "held_out": 0.2, "tsne_points": 40, "limit": 150}
+TINY_FINETUNE = {"resolution": 8, "blocks": [8, 8], "latent_channels": 2, "norm_groups": 4, "pretrain_steps": 2,
+                 "steps": 2, "batch": 8, "lr": 1e-3, "beta": 1.0, "n_samples": 20, "held_out": 0.2, "limit": 150}
 
 
 @pytest.fixture
 def tiny_presets(monkeypatch):
     """Replace the quick presets of the cheap suites by tiny ones for this test."""
-    from benchmarks.suites import overhead, theory
+    from benchmarks.suites import autoencoder, finetune, overhead, sampling, theory
 
     monkeypatch.setitem(theory.PRESETS, "quick", dict(TINY_THEORY))
     monkeypatch.setitem(overhead.PRESETS, "quick", dict(TINY_OVERHEAD))
+    monkeypatch.setitem(sampling.PRESETS, "quick", dict(TINY_SAMPLING))
+    monkeypatch.setitem(autoencoder.PRESETS, "quick", dict(TINY_AUTOENCODER))
+    monkeypatch.setitem(finetune.PRESETS, "quick", dict(TINY_FINETUNE))
+
+
+class PixelProjection:
+    """A cheap stand-in feature network: a fixed random projection of the pixels to 6 numbers."""
+
+    name = "pixel-projection"
+    fingerprint = "pixel-projection-6"
+    description = "fixed random projection of the pixels (tests only)"
+
+    def __call__(self, images):
+        import torch
+
+        flat = images.float().flatten(1)
+        weights = torch.randn(flat.shape[1], 6, generator=torch.Generator().manual_seed(0))
+        return (flat @ weights).double().numpy()
+
+
+@pytest.fixture
+def cheap_features(monkeypatch):
+    """Metrics use PixelProjection instead of training the digits classifier (plumbing tests only)."""
+    import sphere_plugins.metrics as metrics
+
+    extractor = PixelProjection()
+    monkeypatch.setattr(metrics, "resolve_features", lambda *args, **kwargs: extractor)
+    return extractor
 
 
 @pytest.fixture

@@ -1,0 +1,231 @@
+"""A diffusers AutoencoderKL fine-tuned into a spherical autoencoder: reconstruction and sampling metrics
+before and after. Quick scale pre-trains a tiny AutoencoderKL briefly as a VAE on the digits (cached);
+`--model diffusers:PATH` fine-tunes a given one."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick
+from benchmarks.context import Context
+from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
+                                   lpips_metric, reconstruction_records)
+from benchmarks.inputs import load_data, train_test_split
+from benchmarks.plots import image_square, image_strip, pyplot, show_images
+
+NAME = "finetune"
+DESCRIPTION = "a diffusers AutoencoderKL fine-tuned into a spherical autoencoder, before and after"
+MODEL_SCHEMES = ("diffusers",)
+PRIORS = ("normal", "uniform", "poisson", "chi2")
+# (label, which weights, latents on the sphere): the rows of the table.
+VARIANTS = (("VAE (before)", "before", False), ("VAE, latents on the sphere (no fine-tuning)", "before", True),
+            ("fine-tuned spherical autoencoder (after)", "after", True))
+
+PRESETS = {
+    "quick": {"resolution": 16, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
+              "pretrain_steps": 800, "steps": 400, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 2000,
+              "held_out": 0.2, "limit": None},
+    "paper": {"resolution": 32, "blocks": [64, 128, 128], "latent_channels": 4, "norm_groups": 32,
+              "pretrain_steps": 20000, "steps": 5000, "batch": 128, "lr": 1e-4, "beta": 1.0, "n_samples": 10000,
+              "held_out": 0.2, "limit": None},
+}
+
+
+def settings(ctx: Context) -> dict:
+    return pick(ctx.options, PRESETS, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+class KLAutoencoderObjective(nn.Module):
+    """An AutoencoderKL trained as a VAE: reconstruction + beta * KL of its Gaussian posterior (VAELoss)."""
+
+    def __init__(self, vae: nn.Module, beta: float = 1.0):
+        super().__init__()
+        from sphere_plugins.loss import VAELoss
+
+        self.vae = vae
+        self.loss_fn = VAELoss(beta=beta)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        from sphere_plugins.loss import reparameterize
+
+        posterior = self.vae.encode(x).latent_dist
+        mu, logvar = posterior.mean, posterior.logvar
+        x_rec = self.vae.decode(reparameterize(mu, logvar)).sample
+        loss = self.loss_fn(x, x_rec, mu, logvar)
+        with torch.no_grad():
+            mse = (x - x_rec).square().mean()
+        return loss, {"loss": loss.detach(), "mse": mse}
+
+
+def train_config(ctx: Context, steps: int, s: dict, folder) -> Any:
+    from sphere_plugins.training import TrainConfig
+
+    return TrainConfig(steps=steps, batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+                       mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
+                       checkpoint_every=max(100, steps // 4), keep_checkpoints=1, resume=True,
+                       log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
+                       cpu=torch.device(ctx.device).type == "cpu")
+
+
+def resumed_from(folder) -> int:
+    from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
+
+    latest = latest_checkpoint(folder) if folder.exists() else None
+    return load_checkpoint(latest).step if latest is not None else 0
+
+
+def run_training(ctx: Context, name: str, folder, steps: int, start_training) -> Any:
+    """Run (or resume, or skip when finished) a cached training and note its status."""
+    start = resumed_from(folder)
+    began = time.perf_counter()
+    result = start_training()
+    status = "cached" if start >= steps else ("resumed" if start else "computed")
+    ctx.note_part(name, status, time.perf_counter() - began, from_step=start, steps=steps, checkpoints=folder.name)
+    return result
+
+
+def base_vae(ctx: Context, s: dict, images: Tensor) -> tuple[nn.Module, str, dict]:
+    """The AutoencoderKL to fine-tune: --model, or a tiny one pre-trained here as a VAE (cached)."""
+    from sphere_plugins import load_model
+
+    if ctx.options.model:
+        vae = load_model(ctx.options.model)
+        if not hasattr(vae, "encode") or not hasattr(getattr(vae, "config", None), "latent_channels"):
+            raise BenchmarkError(f"--model {ctx.options.model!r} is a {type(vae).__name__}; the finetune suite needs "
+                                 "a diffusers autoencoder folder (AutoencoderKL)")
+        return vae.to(ctx.device), ctx.options.model, {"model": ctx.options.model}
+    from sphere_plugins.training import train
+
+    config = {"channels": int(images.shape[1]), "resolution": int(images.shape[-1]), "block_out_channels": s["blocks"],
+              "latent_channels": s["latent_channels"], "norm_num_groups": s["norm_groups"], "scaling_factor": 1.0,
+              "seed": ctx.options.seed}
+    key = {**config, "steps": s["pretrain_steps"], "batch": s["batch"], "lr": s["lr"], "beta": s["beta"],
+           "data": ctx.options.data, "n_images": len(images)}
+    vae = load_model("diffusers:tiny-vae", **config)
+    folder = ctx.cache_path("pretrain-vae", key, suffix="")
+    objective = KLAutoencoderObjective(vae, s["beta"])
+    run_training(ctx, "pretrain_vae", folder, s["pretrain_steps"],
+                 lambda: train(objective, images, train_config(ctx, s["pretrain_steps"], s, folder)))
+    label = (f"diffusers AutoencoderKL (blocks {s['blocks']}, {s['latent_channels']} latent channels) pre-trained "
+             f"{s['pretrain_steps']} steps as a VAE (beta {s['beta']:g}) on {ctx.options.data}")
+    return vae.to(ctx.device).eval(), label, key
+
+
+def latent_options(vae: nn.Module, resolution: int) -> dict:
+    """Adapter options giving the latent size for images of `resolution`."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return {"latent_size": resolution // factor}
+
+
+def run(ctx: Context) -> None:
+    from sphere_plugins.data import ImageSet
+    from sphere_plugins.training import finetune_autoencoder_to_sae
+
+    s = settings(ctx)
+    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None,
+                     limit=s["limit"])
+    train_idx, test_idx = train_test_split(len(data), s["held_out"], ctx.options.seed)
+    test = ImageSet(data.images[test_idx], None, data.name, f"{len(test_idx)} held-out images of {data.description}")
+    extractor = feature_network(ctx, data)
+    check_sample_count(s["n_samples"], extractor, data, "the fine-tuned decoders' samples")
+    check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
+    vae, label, key = base_vae(ctx, s, data.images[train_idx])
+    options = latent_options(vae, int(data.images.shape[-1]))
+    before = copy.deepcopy(vae).eval()
+    folder = ctx.cache_path("finetune-sae", {**key, "finetune_steps": s["steps"], "batch": s["batch"], "lr": s["lr"]},
+                            suffix="")
+    result = run_training(ctx, "finetune_sae", folder, s["steps"], lambda: finetune_autoencoder_to_sae(
+        vae, data.images[train_idx], train_config(ctx, s["steps"], s, folder), options=options))
+    if not ctx.is_main:
+        return
+    after = result.objective.wrapper.to(ctx.device).eval()
+    models = {"before": before, "after": after.model}
+    lpips = lpips_metric(ctx)
+    results = {}
+    for variant, weights, sphere in VARIANTS:
+        part_key = {**key, "variant": variant, "finetune_steps": s["steps"] if weights == "after" else 0,
+                    "n": s["n_samples"], "n_test": len(test), "lpips": lpips is not None,
+                    "features": getattr(extractor, "fingerprint", extractor.name)}
+        results[variant] = ctx.cached(f"metrics-{weights}-{'sphere' if sphere else 'raw'}", part_key,
+                                      lambda: evaluate(ctx, s, models[weights], sphere, options, data, test, extractor,
+                                                       lpips, f"{variant}: {label}"))
+    report(ctx, s, results, label)
+    figures(ctx, models, options, test)
+
+
+def codec(vae: nn.Module, sphere: bool, options: dict) -> tuple[Any, Any]:
+    """The autoencoder and the decoder-as-generator for one row: raw VAE latents, or latents on the sphere."""
+    from sphere_plugins import wrap_autoencoder, wrap_generator
+
+    return (wrap_autoencoder(vae, spherize=sphere, center=sphere, options=dict(options)),
+            wrap_generator(vae, spherize=sphere, center=sphere, options=dict(options)))
+
+
+def evaluate(ctx: Context, s: dict, vae: nn.Module, sphere: bool, options: dict, data: Any, test: Any,
+             extractor: Any, lpips: Any, model: str) -> dict:
+    autoencoder, generator = codec(vae, sphere, options)
+    recon = in_batches(lambda x: autoencoder(x).reconstruction, test.images, ctx.device)
+    records = reconstruction_records(ctx, test, recon, extractor, lpips, model)
+    samples = {}
+    for prior in PRIORS:
+        draws = generator_seed(ctx, "finetune-samples", sphere, prior)
+        fake = clamped(lambda b: generator.sample(b, prior=prior, generator=draws), ctx.device)
+        samples[prior] = frechet(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=model,
+                                 data=data.description, extra={"measured_on": "decoder samples from the prior",
+                                                               "latents_on_sphere": sphere})
+    return {"reconstruction": records, "samples": samples}
+
+
+def report(ctx: Context, s: dict, results: dict, label: str) -> None:
+    first = next(iter(results.values()))
+    fd_name = first["reconstruction"]["FD"]["metric"]
+    has_lpips = "LPIPS" in first["reconstruction"]
+    rows = []
+    for variant, result in results.items():
+        rec, smp = result["reconstruction"], result["samples"]
+        for record in [*rec.values(), *smp.values()]:
+            ctx.add_record(record)
+        values = [smp[p]["value"] for p in PRIORS]
+        rows.append([variant, rec["FD"]["value"], rec["SWD"]["value"], rec["MSE"]["value"],
+                     *([rec["LPIPS"]["value"]] if has_lpips else []), *values, max(values) / min(values)])
+    header = ["model", f"reconstruction {fd_name}", "SWD x1e3", "MSE", *(["LPIPS"] if has_lpips else []),
+              *[f"{fd_name} {p}" for p in PRIORS], "max/min"]
+    ctx.table("Fine-tuning an AutoencoderKL into a spherical autoencoder (lower is better)",
+              markdown_table(header, rows),
+              f"Base model: {label}; fine-tuned {s['steps']} steps on reconstruction alone. Reconstructions of "
+              f"{first['reconstruction']['MSE']['n_samples']} held-out images; {s['n_samples']} decoder samples "
+              "per prior against all real images. 'VAE (before)' decodes prior draws as drawn; the other rows "
+              "centerize and spherize them (radius sqrt(d)).")
+    before, after = results[VARIANTS[0][0]], results[VARIANTS[2][0]]
+    ctx.note(f"Reconstruction MSE {before['reconstruction']['MSE']['value']:.4g} before, "
+             f"{after['reconstruction']['MSE']['value']:.4g} after fine-tuning; sampling spread across priors "
+             f"(max/min {fd_name}) {rows[0][-1]:.3f} before, {rows[2][-1]:.3f} after.")
+
+
+def figures(ctx: Context, models: dict, options: dict, test: Any) -> None:
+    plt = pyplot()
+    shown = test.images[:12]
+    rows = [("original", shown)]
+    for variant, weights, sphere in VARIANTS:
+        autoencoder, _ = codec(models[weights], sphere, options)
+        rows.append((variant, in_batches(lambda x: autoencoder(x).reconstruction, shown, ctx.device).clamp(-1, 1)))
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 * len(rows) + 0.4))
+    for ax, (label, images) in zip(axes, rows):
+        show_images(ax, image_strip(images))
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    ctx.figure(fig, "reconstructions.png", "Held-out images and their reconstructions before and after fine-tuning.")
+    fig, axes = plt.subplots(len(VARIANTS), len(PRIORS), figsize=(2.4 * len(PRIORS), 2.5 * len(VARIANTS)))
+    for i, (variant, weights, sphere) in enumerate(VARIANTS):
+        _, generator = codec(models[weights], sphere, options)
+        for j, prior in enumerate(PRIORS):
+            with torch.no_grad():
+                images = generator.sample(16, prior=prior, generator=generator_seed(ctx, "finetune-grid", prior))
+            show_images(axes[i, j], image_square(images, 4), title=prior if i == 0 else None,
+                        ylabel=variant.split(" (")[0] if j == 0 else None, fontsize=8)
+    ctx.figure(fig, "samples.png", "Decoder samples from four priors before and after fine-tuning (same draws per "
+               "prior in every row).")

@@ -1,0 +1,91 @@
+"""The sampling, autoencoder and finetune suites at a tiny scale, with a cheap feature network: their
+tables, records, figures and cached trainings (the numbers mean nothing at this size)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+PRIORS = ("normal", "uniform", "poisson", "chi2")
+
+
+def results_of(out, suite: str) -> dict:
+    return json.loads((out / suite / "results.json").read_text())
+
+
+def pngs_exist(out, suite: str, results: dict) -> bool:
+    return all((out / suite / f["file"]).read_bytes()[:4] == b"\x89PNG" for f in results["figures"])
+
+
+def test_sampling_suite_fills_the_four_by_four_table(tiny_presets, cheap_features, run_cli, tmp_path):
+    from benchmarks.suites.sampling import COLUMNS
+
+    assert run_cli(["sampling", "--out", str(tmp_path)]) == 0
+    results = results_of(tmp_path, "sampling")
+    fd = [r for r in results["records"] if r["metric"] == "FD-pixel-projection"]
+    cells = {(r["prior"], r["extra"]["center"], r["extra"]["spherize"]) for r in fd}
+    assert cells == {(p, c, s) for p in PRIORS for _, c, s in COLUMNS}
+    assert all(r["n_samples"] == 20 and r["model"].startswith("StyleGAN2") and r["value"] >= 0 for r in fd)
+    table = results["tables"][0]["markdown"].splitlines()
+    assert len(table) == 2 + 4 and all(label in table[0] for label, _, _ in COLUMNS)
+    assert [t["name"].split(":")[0] for t in results["targets"]] == [
+        "centerized + spherized", "vanilla, no spherization", "vanilla, no spherization"]
+    assert pngs_exist(tmp_path, "sampling", results)
+
+
+def test_sampling_columns_differ_only_in_what_they_do_to_z():
+    from sphere_plugins import load_model
+
+    from benchmarks.suites.sampling import COLUMNS, wrapped
+
+    G = load_model("stylegan2:tiny", resolution=8, channels=1, z_dim=8, w_dim=8, seed=0).eval()
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    on_sphere = (z - z.mean(1, keepdim=True)) * (math.sqrt(8) / (z - z.mean(1, keepdim=True)).norm(dim=1, keepdim=True))
+    with torch.no_grad():
+        same = [wrapped(G, c, s)(on_sphere) for _, c, s in COLUMNS]
+        scaled = {label: wrapped(G, c, s)(3 * on_sphere) for label, c, s in COLUMNS}
+    for images in same[1:]:  # a centred z of norm sqrt(d) is left alone by every column
+        torch.testing.assert_close(images, same[0])
+    torch.testing.assert_close(scaled["centerized, spherization"], same[0])
+    torch.testing.assert_close(scaled["vanilla, spherization"], same[0])
+    assert (scaled["vanilla, no spherization"] - same[0]).abs().max() > 1e-3  # the norm reaches the network
+
+
+def test_autoencoder_suite_compares_four_methods_and_resumes(tiny_presets, cheap_features, run_cli, tmp_path):
+    assert run_cli(["autoencoder", "--out", str(tmp_path)]) == 0
+    results = results_of(tmp_path, "autoencoder")
+    assert {k: v["status"] for k, v in results["parts"].items() if k.startswith("train_")} == {
+        f"train_{k}": "computed" for k in ("sae", "vae", "svae", "ae")}
+    models = {r["model"].split(" (conv")[0] for r in results["records"]}
+    assert models == {"spherical autoencoder", "VAE", "S-VAE (von Mises-Fisher)", "plain autoencoder"}
+    mse = [r for r in results["records"] if r["metric"] == "MSE"]
+    assert len(mse) == 4 and all(0 <= r["value"] <= 1 and r["n_samples"] == 30 for r in mse)
+    sampled = [r for r in results["records"] if r["metric"] == "FD-pixel-projection" and r["prior"]]
+    assert sorted(r["prior"] for r in sampled) == sorted(PRIORS * 4)
+    assert {f["file"] for f in results["figures"]} == {"reconstructions.png", "samples.png", "tsne.png"}
+    assert pngs_exist(tmp_path, "autoencoder", results)
+    assert run_cli(["autoencoder", "--out", str(tmp_path)]) == 0
+    again = results_of(tmp_path, "autoencoder")
+    assert {v["status"] for v in again["parts"].values()} == {"cached"}
+
+
+def test_finetune_suite_reports_before_and_after(tiny_presets, cheap_features, run_cli, tmp_path):
+    assert run_cli(["finetune", "--out", str(tmp_path)]) == 0
+    results = results_of(tmp_path, "finetune")
+    assert [results["parts"][k]["status"] for k in ("pretrain_vae", "finetune_sae")] == ["computed", "computed"]
+    mse = {r["model"].split(":")[0]: r["value"] for r in results["records"] if r["metric"] == "MSE"}
+    assert set(mse) == {"VAE (before)", "VAE, latents on the sphere (no fine-tuning)",
+                        "fine-tuned spherical autoencoder (after)"}
+    assert mse["VAE (before)"] != mse["fine-tuned spherical autoencoder (after)"]
+    assert len(results["tables"][0]["markdown"].splitlines()) == 2 + 3
+    assert pngs_exist(tmp_path, "finetune", results)
+
+
+def test_too_few_samples_stops_the_suite_before_training(tiny_presets, cheap_features, run_cli, tmp_path, capsys):
+    assert run_cli(["sampling", "--n-samples", "5", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too few samples" in err[0] and "at least 7" in err[0]
+    assert not (tmp_path / "cache" / "sampling").exists()
