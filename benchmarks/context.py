@@ -25,13 +25,18 @@ TABLE_FILE = "table.md"
 class Processes:
     """The process group of an `accelerate launch` run (or a single process): rank and barrier."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self._state = None
         if self.world_size > 1:
+            import torch
             from accelerate import PartialState
 
-            self._state = PartialState()
+            # Without cpu=True, accelerate on a machine with no GPU quietly runs every process as its own main.
+            self._state = PartialState(cpu=torch.device(device).type == "cpu")
+            if self._state.num_processes != self.world_size:
+                raise RuntimeError(f"accelerate formed a group of {self._state.num_processes} processes, but "
+                                   f"WORLD_SIZE is {self.world_size}")
 
     @property
     def is_main(self) -> bool:
@@ -85,7 +90,7 @@ class Context:
         self.options = options
         self.suite = suite
         self.description = description
-        self.processes = processes or Processes()
+        self.processes = processes or Processes(options.device)
         self.dir = options.out / suite
         self.cache_dir = options.out / "cache"
         self.versions = library_versions()

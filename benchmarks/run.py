@@ -79,7 +79,7 @@ def run_suites(options: Options) -> int:
     from benchmarks.context import Context, Processes
     from benchmarks.report import write_report
 
-    processes = Processes()
+    processes = Processes(options.device)
     status = 0
     for name in options.suites:
         suite = get_suite(name)

@@ -76,8 +76,10 @@ def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, data: An
     folder = ctx.cache_path(f"train-{kind}", model_key(ctx, s, kind, len(data)), suffix="")
     latest = latest_checkpoint(folder) if folder.exists() else None
     start = load_checkpoint(latest).step if latest is not None else 0
-    objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
-                               z_dim=s["z_dim"], width=s["width"])
+    with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before in this process
+        torch.manual_seed(ctx.options.seed)
+        objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
+                                   z_dim=s["z_dim"], width=s["width"])
     config = TrainConfig(steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
                          mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
                          checkpoint_every=max(100, s["steps"] // 5), keep_checkpoints=1, resume=True,

@@ -1,0 +1,33 @@
+"""Two processes under `accelerate launch`: one group forms, and only the main process writes and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_write_the_results_once(tmp_path):
+    # `--multi_gpu` is accelerate's multi-process launcher; with no GPU visible it runs the processes on the CPU.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
+               str(ROOT / "benchmarks" / "run.py"), "theory", "--n-samples", "500", "--out", str(tmp_path / "r")]
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("[theory]") == 1 and done.stdout.count("report:") == 1
+    result = json.loads((tmp_path / "r" / "theory" / "results.json").read_text())
+    assert result["machine"]["processes"] == 2
+    assert result["command"].startswith("accelerate launch --num_processes 2 benchmarks/run.py theory")
