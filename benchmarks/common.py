@@ -87,6 +87,14 @@ def mixed_precision(device: str) -> str:
     return "bf16" if torch.device(device).type == "cuda" else "no"
 
 
+def progress(iterable: Any, desc: str, total: int | None = None, enabled: bool = True) -> Any:
+    """A tqdm progress bar over `iterable` (quiet when not enabled, e.g. on processes other than the main)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, mininterval=2.0, dynamic_ncols=True,
+                leave=False)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
     """A GitHub Markdown table; floats keep `digits` significant digits."""
     def cell(value: Any) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, mixed_precision, pick
+from benchmarks.common import markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
                                    lpips_metric, reconstruction_records)
@@ -53,7 +53,7 @@ def run(ctx: Context) -> None:
         return
     lpips = lpips_metric(ctx)
     results = {}
-    for kind, objective in models.items():
+    for kind, objective in progress(models.items(), "autoencoder: metrics", total=len(models)):
         key = {**model_key(ctx, s, kind, len(data)), "n": s["n_samples"], "n_test": len(test),
                "features": getattr(extractor, "fingerprint", extractor.name), "lpips": lpips is not None}
         results[kind] = ctx.cached(f"metrics-{kind}", key, lambda: evaluate(ctx, s, kind, objective, data, test,

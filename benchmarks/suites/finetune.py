@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick
+from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
                                    lpips_metric, reconstruction_records)
@@ -147,7 +147,7 @@ def run(ctx: Context) -> None:
     models = {"before": before, "after": after.model}
     lpips = lpips_metric(ctx)
     results = {}
-    for variant, weights, sphere in VARIANTS:
+    for variant, weights, sphere in progress(VARIANTS, "finetune: metrics"):
         part_key = {**key, "variant": variant, "finetune_steps": s["steps"] if weights == "after" else 0,
                     "n": s["n_samples"], "n_test": len(test), "lpips": lpips is not None,
                     "features": getattr(extractor, "fingerprint", extractor.name)}

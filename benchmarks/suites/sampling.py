@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import BenchmarkError, markdown_table, pick
+from benchmarks.common import BenchmarkError, markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import check_sample_count, clamped, feature_network, frechet, generator_seed
 from benchmarks.inputs import load_data
@@ -57,13 +57,13 @@ def run(ctx: Context) -> None:
         return
     data_key = {"data": ctx.options.data, "resolution": tuple(real.images.shape[1:]), "n_real": len(real)}
     cells = {}
-    for prior in PRIORS:
-        for label, center, spherize in COLUMNS:
-            key = {**model_key, **data_key, "prior": prior, "column": label, "n": s["n_samples"],
-                   "seed": ctx.options.seed, "features": getattr(extractor, "fingerprint", extractor.name)}
-            cells[(prior, label)] = ctx.cached(f"fd-{prior}-{label.replace(', ', '-').replace(' ', '_')}", key,
-                                               lambda: measure(ctx, G, real, extractor, s, prior, center, spherize,
-                                                               model_label))
+    grid = [(prior, column) for prior in PRIORS for column in COLUMNS]
+    for prior, (label, center, spherize) in progress(grid, "sampling: FD per cell"):
+        key = {**model_key, **data_key, "prior": prior, "column": label, "n": s["n_samples"],
+               "seed": ctx.options.seed, "features": getattr(extractor, "fingerprint", extractor.name)}
+        cells[(prior, label)] = ctx.cached(f"fd-{prior}-{label.replace(', ', '-').replace(' ', '_')}", key,
+                                           lambda: measure(ctx, G, real, extractor, s, prior, center, spherize,
+                                                           model_label))
     report(ctx, s, cells, model_label)
     grids(ctx, G, s)
 
@@ -125,12 +125,20 @@ def trained_generator(ctx: Context, s: dict, real: Any) -> tuple[torch.nn.Module
     return result.G_ema.eval(), label, key
 
 
+def stylegan_like(G: Any) -> bool:
+    """Whether the stylegan2 adapter handles G (its mapping network normalizes z unless told not to)."""
+    try:
+        from sphere_stylegan2.plugin import is_stylegan_generator
+    except ImportError:
+        return False
+    return is_stylegan_generator(G)
+
+
 def wrapped(G: Any, center: bool, spherize: bool) -> Any:
     """The generator under one of the table's columns."""
     from sphere_plugins import wrap_generator
-    from sphere_stylegan2.plugin import is_stylegan_generator
 
-    options = {} if spherize or not is_stylegan_generator(G) else {"normalize_z": False}
+    options = {} if spherize or not stylegan_like(G) else {"normalize_z": False}
     return wrap_generator(G, spherize=spherize, center=center, options=options)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, pick
+from benchmarks.common import markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 
@@ -30,14 +30,20 @@ def settings(ctx: Context) -> dict:
     return pick(ctx.options, PRESETS, pairs=ctx.options.n_samples)
 
 
-def sphere_distances(d: int, pairs: int, seed: int) -> np.ndarray:
-    """Distances between `pairs` independent pairs of uniform points on the unit sphere in R^d."""
+def sphere_distances(d: int, pairs: int, seed: int, chunk_entries: int = 2**24) -> np.ndarray:
+    """Distances between `pairs` independent pairs of uniform points on the unit sphere in R^d, drawn in
+    chunks of about `chunk_entries` coordinates so large d and many pairs fit in memory."""
     from sphere_plugins.theory import uniform_on_sphere
 
     generator = torch.Generator().manual_seed(seed)
-    a = uniform_on_sphere(pairs, d, generator=generator)
-    b = uniform_on_sphere(pairs, d, generator=generator)
-    return torch.linalg.vector_norm(a - b, dim=1).numpy()
+    step = max(1, chunk_entries // d)
+    parts = []
+    for start in range(0, pairs, step):
+        count = min(step, pairs - start)
+        a = uniform_on_sphere(count, d, generator=generator)
+        b = uniform_on_sphere(count, d, generator=generator)
+        parts.append(torch.linalg.vector_norm(a - b, dim=1))
+    return torch.cat(parts).numpy()
 
 
 def lemma1_rows(dims: list[int], pairs: int, seed: int) -> list[dict]:
@@ -45,7 +51,7 @@ def lemma1_rows(dims: list[int], pairs: int, seed: int) -> list[dict]:
     from sphere_plugins import theory
 
     rows = []
-    for d in dims:
+    for d in progress(dims, "theory: Lemma 1 Monte Carlo"):
         sample = sphere_distances(d, pairs, seed + d)
         rows.append({"d": d, "mean": theory.lemma1_mean(d), "std": theory.lemma1_std(d),
                      "mc_mean": float(sample.mean()), "mc_std": float(sample.std(ddof=1)),
@@ -85,7 +91,7 @@ def w2_rows(dims: list[int], n: int, repeats: int, seed: int) -> list[dict]:
     from sphere_plugins.theory import wasserstein2, wasserstein2_asymptote
 
     rows = []
-    for d in dims:
+    for d in progress(dims, "theory: Theorem 2 W2"):
         for prior in PRIORS:
             for projected in (False, True):
                 values = []

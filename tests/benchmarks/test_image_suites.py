@@ -89,3 +89,19 @@ def test_too_few_samples_stops_the_suite_before_training(tiny_presets, cheap_fea
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "too few samples" in err[0] and "at least 7" in err[0]
     assert not (tmp_path / "cache" / "sampling").exists()
+
+
+def test_unlabelled_folder_without_inception_names_the_missing_file(tiny_presets, run_cli, tmp_path, capsys,
+                                                                    monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("SPHERE_PLUGINS_INCEPTION_DIR", str(tmp_path / "no-weights"))
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    assert run_cli(["sampling", "--data", f"folder:{folder}", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "inception-2015-12-05.pt" in err[0] and "labelled data" in err[0]
+    assert not (tmp_path / "r" / "cache" / "sampling").exists()
