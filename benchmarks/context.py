@@ -112,6 +112,17 @@ class Context:
     def device(self) -> str:
         return self.options.device
 
+    def model_spec(self, schemes: tuple[str, ...]) -> str | None:
+        """--model when this suite takes its scheme; otherwise None (the suite uses its own model) and a note."""
+        spec = self.options.model
+        if spec is None:
+            return None
+        if spec.partition(":")[0] in schemes:
+            return spec
+        self.note(f"--model {spec} is not used here (this suite takes {', '.join(schemes) or 'no'} models); "
+                  "it ran with its own model")
+        return None
+
     # caching -----------------------------------------------------------------------------------------
     def cache_path(self, name: str, key: dict[str, Any], suffix: str = ".json") -> Path:
         """Where the part `name` computed with `key` is kept (a file, or a folder when suffix is '')."""

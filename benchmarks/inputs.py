@@ -96,3 +96,12 @@ def train_test_split(n: int, held_out: float, seed: int):
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, int(round(n * held_out)))
     return order[n_test:], order[:n_test]
+
+
+def file_stamp(spec: str) -> dict:
+    """Size and modification time of the file or folder a model spec names (part of cache keys), or {}."""
+    path = Path(spec.partition(":")[2]).expanduser()
+    if not path.exists():
+        return {}
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return {"bytes": sum(p.stat().st_size for p in files), "mtime": max((p.stat().st_mtime for p in files), default=0)}

@@ -15,7 +15,7 @@ from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, p
 from benchmarks.context import Context
 from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
                                    lpips_metric, reconstruction_records)
-from benchmarks.inputs import load_data, train_test_split
+from benchmarks.inputs import file_stamp, load_data, train_test_split
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 
 NAME = "finetune"
@@ -89,16 +89,23 @@ def run_training(ctx: Context, name: str, folder, steps: int, start_training) ->
     return result
 
 
-def base_vae(ctx: Context, s: dict, images: Tensor) -> tuple[nn.Module, str, dict]:
-    """The AutoencoderKL to fine-tune: --model, or a tiny one pre-trained here as a VAE (cached)."""
+def given_vae(spec: str) -> nn.Module:
+    """The diffusers autoencoder --model names."""
     from sphere_plugins import load_model
 
-    if ctx.options.model:
-        vae = load_model(ctx.options.model)
-        if not hasattr(vae, "encode") or not hasattr(getattr(vae, "config", None), "latent_channels"):
-            raise BenchmarkError(f"--model {ctx.options.model!r} is a {type(vae).__name__}; the finetune suite needs "
-                                 "a diffusers autoencoder folder (AutoencoderKL)")
-        return vae.to(ctx.device), ctx.options.model, {"model": ctx.options.model}
+    vae = load_model(spec)
+    if not hasattr(vae, "encode") or not hasattr(getattr(vae, "config", None), "latent_channels"):
+        raise BenchmarkError(f"--model {spec!r} is a {type(vae).__name__}; the finetune suite needs "
+                             "a diffusers autoencoder folder (AutoencoderKL)")
+    return vae
+
+
+def base_vae(ctx: Context, s: dict, images: Tensor, given: nn.Module | None) -> tuple[nn.Module, str, dict]:
+    """The AutoencoderKL to fine-tune: the given one, or a tiny one pre-trained here as a VAE (cached)."""
+    from sphere_plugins import load_model
+
+    if given is not None:
+        return given.to(ctx.device), ctx.options.model, {"model": ctx.options.model, **file_stamp(ctx.options.model)}
     from sphere_plugins.training import train
 
     config = {"channels": int(images.shape[1]), "resolution": int(images.shape[-1]), "block_out_channels": s["blocks"],
@@ -127,14 +134,20 @@ def run(ctx: Context) -> None:
     from sphere_plugins.training import finetune_autoencoder_to_sae
 
     s = settings(ctx)
-    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if ctx.options.data == "digits" else None,
-                     limit=s["limit"])
+    spec = ctx.model_spec(MODEL_SCHEMES)
+    given = given_vae(spec) if spec else None
+    if given is not None:
+        data = load_data(ctx.options, resolution=given.config.get("sample_size") or s["resolution"],
+                         channels=int(given.config.in_channels), limit=s["limit"])
+    else:
+        data = load_data(ctx.options, resolution=s["resolution"],
+                         channels=1 if ctx.options.data == "digits" else None, limit=s["limit"])
     train_idx, test_idx = train_test_split(len(data), s["held_out"], ctx.options.seed)
     test = ImageSet(data.images[test_idx], None, data.name, f"{len(test_idx)} held-out images of {data.description}")
     extractor = feature_network(ctx, data)
     check_sample_count(s["n_samples"], extractor, data, "the fine-tuned decoders' samples")
     check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
-    vae, label, key = base_vae(ctx, s, data.images[train_idx])
+    vae, label, key = base_vae(ctx, s, data.images[train_idx], given)
     options = latent_options(vae, int(data.images.shape[-1]))
     before = copy.deepcopy(vae).eval()
     folder = ctx.cache_path("finetune-sae", {**key, "finetune_steps": s["steps"], "batch": s["batch"], "lr": s["lr"]},

@@ -8,9 +8,7 @@ since that normalization is a spherization already."""
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +16,7 @@ import torch
 from benchmarks.common import BenchmarkError, markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import check_sample_count, clamped, feature_network, frechet, generator_seed
-from benchmarks.inputs import load_data
+from benchmarks.inputs import file_stamp, load_data
 from benchmarks.plots import image_square, pyplot, show_images
 
 NAME = "sampling"
@@ -43,15 +41,17 @@ def settings(ctx: Context) -> dict:
 
 def run(ctx: Context) -> None:
     s = settings(ctx)
-    if ctx.options.model:
-        G, model_label, model_key = given_generator(ctx)
-        real = load_data(ctx.options, resolution=output_size(G, ctx), channels=None, limit=s["limit"])
+    spec = ctx.model_spec(MODEL_SCHEMES)
+    if spec:
+        G, model_label, model_key = given_generator(ctx, spec)
+        channels, size = output_shape(G, ctx)
+        real = load_data(ctx.options, resolution=size, channels=channels, limit=s["limit"])
     else:
         real = load_data(ctx.options, resolution=s["resolution"],
                          channels=1 if ctx.options.data == "digits" else None, limit=s["limit"])
     extractor = feature_network(ctx, real)
     check_sample_count(s["n_samples"], extractor, real, "the sampling table")
-    if not ctx.options.model:
+    if not spec:
         G, model_label, model_key = trained_generator(ctx, s, real)
     if not ctx.is_main:
         return
@@ -68,26 +68,23 @@ def run(ctx: Context) -> None:
     grids(ctx, G, s)
 
 
-def given_generator(ctx: Context) -> tuple[torch.nn.Module, str, dict]:
+def given_generator(ctx: Context, spec: str) -> tuple[torch.nn.Module, str, dict]:
     """The model --model names, on the run's device; its cache key includes the file's size and time."""
     from sphere_plugins import load_model
 
-    spec = ctx.options.model
     G = load_model(spec)
-    path = Path(spec.partition(":")[2]).expanduser()
-    stamp = {"size": path.stat().st_size, "mtime": path.stat().st_mtime} if path.exists() else {}
     if isinstance(G, torch.nn.Module):
         G = G.to(ctx.device).eval()
-    return G, spec, {"model": spec, **stamp}
+    return G, spec, {"model": spec, **file_stamp(spec)}
 
 
-def output_size(G: Any, ctx: Context) -> int:
-    """The side of the images the generator makes (one sample drawn)."""
+def output_shape(G: Any, ctx: Context) -> tuple[int, int]:
+    """Channels and side of the images the generator makes (one sample drawn): the data is loaded to match."""
     from sphere_plugins import wrap_generator
 
     with torch.no_grad():
         image = wrap_generator(G).sample(1, generator=generator_seed(ctx, "probe"))
-    return int(image.shape[-1])
+    return int(image.shape[1]), int(image.shape[-1])
 
 
 def trained_generator(ctx: Context, s: dict, real: Any) -> tuple[torch.nn.Module, str, dict]:

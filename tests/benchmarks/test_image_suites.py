@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 import torch
 
 PRIORS = ("normal", "uniform", "poisson", "chi2")
