@@ -28,7 +28,8 @@ def _seconds(fn: Callable[[], object], number: int, device: str) -> float:
 def interleaved_times(variants: dict[str, Callable[[], object]], repeats: int, device: str = "cpu",
                       warmup: int = 3, min_seconds: float = 2e-3) -> dict[str, list[float]]:
     """Seconds per call of each variant: `repeats` rounds, each timing every variant over enough calls to
-    last about `min_seconds` (the same call count for all, chosen from the slowest)."""
+    last about `min_seconds` (the same call count for all, chosen from the slowest). The order of the
+    variants rotates from round to round, so no variant always runs first or right after another."""
     if repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     for _ in range(warmup):
@@ -37,9 +38,11 @@ def interleaved_times(variants: dict[str, Callable[[], object]], repeats: int, d
     slowest = max(_seconds(fn, 1, device) for fn in variants.values())
     number = max(1, math.ceil(min_seconds / max(slowest, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            times[name].append(_seconds(fn, number, device))
+    names = list(variants)
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(_seconds(variants[name], number, device))
     return times
 
 
