@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,25 +58,6 @@ def pick(options: Options, presets: dict[str, dict[str, Any]], **overrides: Any)
     return chosen
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (every device) so a suite's part is reproducible."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def device_autocast(device: str) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on a GPU, nothing on the CPU (mixed precision is for GPUs only)."""
-    import torch
-
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def mixed_precision(device: str) -> str:
     """The training loop's precision setting for a device: bf16 on a GPU, none on the CPU."""
     import torch
@@ -87,12 +65,11 @@ def mixed_precision(device: str) -> str:
     return "bf16" if torch.device(device).type == "cuda" else "no"
 
 
-def progress(iterable: Any, desc: str, total: int | None = None, enabled: bool = True) -> Any:
-    """A tqdm progress bar over `iterable` (quiet when not enabled, e.g. on processes other than the main)."""
+def progress(iterable: Any, desc: str, total: int | None = None) -> Any:
+    """A tqdm progress bar over `iterable` (suites evaluate on the main process only, so one bar shows)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, disable=not enabled, mininterval=2.0, dynamic_ncols=True,
-                leave=False)
+    return tqdm(iterable, desc=desc, total=total, mininterval=2.0, dynamic_ncols=True, leave=False)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
@@ -107,27 +84,3 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def working_threads(count: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None leaves it)."""
-    import torch
-
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def display_path(path: str | os.PathLike, start: str | os.PathLike) -> str:
-    """`path` relative to `start` when it lies below it, for portable links in reports."""
-    try:
-        return Path(path).resolve().relative_to(Path(start).resolve()).as_posix()
-    except ValueError:
-        return Path(path).as_posix()

@@ -187,22 +187,6 @@ class Context:
         plt.close(fig)
         return path
 
-    def image_grid(self, images: Any, filename: str, caption: str, nrow: int = 8) -> Path:
-        """Save [-1, 1] images as a PNG grid, enlarged (nearest neighbour) so small images stay visible."""
-        import torch.nn.functional as F
-
-        from sphere_plugins.data import save_image_grid
-
-        images = images.detach().float().cpu().clamp(-1, 1)
-        factor = max(1, 32 // images.shape[-1])
-        if factor > 1:
-            images = F.interpolate(images, scale_factor=factor, mode="nearest")
-        path = self.dir / filename
-        if self.is_main:
-            save_image_grid(images, path, nrow=nrow, padding=2)
-            self.figures.append(Figure(filename, caption))
-        return path
-
     def target(self, name: str, goal: str, measured: str, met: bool) -> None:
         """Record a quick-scale target of the project and whether this run met it."""
         self.targets.append({"name": name, "goal": goal, "measured": measured, "met": bool(met)})
