@@ -89,7 +89,8 @@ class _SphericalBase(nn.Module):
         self.model = module if isinstance(module, nn.Module) else None
         self.z_shape = None if z_shape is None else _as_shape(z_shape, "adapter z_shape")
         self.latent = SphericalLatent(center=center, spherize=spherize, radius=radius, dims=dims)
-        get_prior(prior).sample((1, 1), **prior_params)  # fail now on an unknown prior or parameter
+        # Fail now on an unknown prior or parameter; a private generator keeps the global RNG untouched.
+        get_prior(prior).sample((1, 1), generator=torch.Generator(), **prior_params)
         self.prior = prior
         self.prior_params = dict(prior_params)
 

@@ -108,6 +108,15 @@ def test_unknown_prior_fails_at_wrap_time():
         wrap_generator(TinyGenerator(), prior="cauchy")
 
 
+def test_wrapping_leaves_the_global_random_state_alone():
+    g = TinyGenerator()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    wrap_generator(g, prior="poisson")
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_a_model_no_adapter_recognizes_gets_a_helpful_error():
     with pytest.raises(UnknownAdapterError, match="Linear.*z_shape=.*register"):
         wrap_generator(nn.Linear(3, 3))
