@@ -159,13 +159,15 @@ class SphericalLatent(nn.Module):
             return float(self.radius)
         return math.sqrt(group_size(z.shape, self.dims))
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, check: bool | None = None) -> Tensor:
+        """`check` overrides the module's NaN/zero-norm check for this call (None keeps it)."""
+        check = self.check if check is None else check
         if self.center and self.spherize:
-            return centerize_spherize(z, self.radius_for(z), self.dims, check=self.check)
+            return centerize_spherize(z, self.radius_for(z), self.dims, check=check)
         if self.center:
             z = centerize(z, self.dims)
         if self.spherize:
-            z = spherize(z, self.radius_for(z), self.dims, check=self.check)
+            z = spherize(z, self.radius_for(z), self.dims, check=check)
         return z
 
     def extra_repr(self) -> str:

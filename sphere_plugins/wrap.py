@@ -214,20 +214,25 @@ class SphericalAutoencoder(_SphericalBase):
                     "(scale 8-bit images with x / 127.5 - 1)"
                 )
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Codes of images `x`, centerized and spherized."""
-        self._check_images(x)
+    def encode(self, x: Tensor, check: bool = True) -> Tensor:
+        """Codes of images `x`, centerized and spherized.
+
+        check=False skips the value checks (input range, NaN/zero codes), which read back from the device
+        and cost a GPU sync; training loops use it and see a bad batch as a NaN loss instead.
+        """
+        if check:
+            self._check_images(x)
         z = self.adapter.encode(x)
         if self.z_shape is None:
             self.z_shape = tuple(z.shape[1:])
-        return self.latent(self._check_latent(z, "encoder output"))
+        return self.latent(self._check_latent(z, "encoder output"), check=check)
 
     def decode(self, z: Tensor) -> Tensor:
         """Images for codes `z` (expected on the sphere: use encode() or latents())."""
         return self.adapter.decode(self._check_latent(z))
 
-    def forward(self, x: Tensor) -> AutoencoderOutput:
-        z = self.encode(x)
+    def forward(self, x: Tensor, check: bool = True) -> AutoencoderOutput:
+        z = self.encode(x, check)
         return AutoencoderOutput(self.adapter.decode(z), z)
 
     def loss(self, x: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphere_plugins.latent import centerize, spherize
+from sphere_plugins.latent import centerize_spherize
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss, gaussian_kl, reconstruction_error, reparameterize
 from sphere_plugins.models import ConvDecoder, ConvEncoder
 from sphere_plugins.priors import sample_prior
@@ -81,7 +81,7 @@ class SAEObjective(Objective):
     With check_batches=False (the default) a training step skips the wrapper's per-batch input-range
     and zero-norm checks, which read values back from the device (a GPU sync per step); the loop checks
     the whole data set once instead, and a degenerate code shows up as a NaN loss. The step applies the
-    wrapper's own constraint (its SphericalLatent) and adapter, so its output equals wrapper(x).
+    wrapper's forward with check=False, so its output equals wrapper(x).
     """
 
     def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False):
@@ -92,20 +92,8 @@ class SAEObjective(Objective):
         self.wrapper = wrapper
         self.check_batches = check_batches
 
-    def _reconstruct_unchecked(self, x: Tensor) -> Tensor:
-        w = self.wrapper
-        z = w.adapter.encode(x)
-        if w.z_shape is None:
-            w.z_shape = tuple(z.shape[1:])
-        c = w.latent
-        if c.center:
-            z = centerize(z, c.dims)
-        if c.spherize:
-            z = spherize(z, c.radius_for(z), c.dims, check=False)
-        return w.adapter.decode(z)
-
     def forward(self, x: Tensor) -> tuple[Tensor, Logs]:
-        x_rec = self.wrapper(x).reconstruction if self.check_batches else self._reconstruct_unchecked(x)
+        x_rec = self.wrapper(x, check=self.check_batches).reconstruction
         loss = self.wrapper.loss_fn(x, x_rec)
         loss = loss if loss.dim() == 0 else loss.mean()
         return loss, {"loss": loss.detach(), "mse": _mse(x, x_rec)}
@@ -205,7 +193,7 @@ class SVAEObjective(Objective):
                **prior_params: Any) -> Tensor:
         """Decode prior draws centerized and spherized onto the unit sphere."""
         z_shape = None if self.z_dim is None else (self.z_dim,)
-        return self.decoder(spherize(centerize(self._prior_draw(n, z_shape, prior, generator, prior_params))))
+        return self.decoder(centerize_spherize(self._prior_draw(n, z_shape, prior, generator, prior_params)))
 
 
 class AEObjective(Objective):

@@ -208,3 +208,14 @@ def test_slerp_angle_between_random_high_dimensional_points_is_near_a_right_angl
     a, b = spherize(torch.randn(64, 512, dtype=torch.float64)), spherize(torch.randn(64, 512, dtype=torch.float64))
     angles = torch.acos((a * b).sum(dim=1))
     assert abs(angles.mean().item() - math.pi / 2) < 0.02
+
+
+def test_a_per_call_check_overrides_the_module_setting():
+    layer = SphericalLatent()
+    z = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"samples \[0, 1\]"):
+        layer(z)
+    assert torch.isnan(layer(z, check=False)).all()
+    assert torch.isnan(SphericalLatent(check=False)(z)).all()
+    with pytest.raises(ValueError, match="zero vectors"):
+        SphericalLatent(check=False)(z, check=True)

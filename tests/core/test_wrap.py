@@ -226,6 +226,17 @@ def test_out_of_range_images_are_rejected_when_the_adapter_declares_a_range():
         sae.encode(torch.full((1, 1, 8, 8), 255.0))
 
 
+def test_unchecked_forward_gives_the_checked_result_and_skips_only_value_checks():
+    sae = wrap_autoencoder(_ae())
+    sae.adapter.input_range = (-1.0, 1.0)
+    x = torch.rand(3, 1, 8, 8) * 2 - 1
+    checked, unchecked = sae(x), sae(x, check=False)
+    assert torch.equal(checked.reconstruction, unchecked.reconstruction) and torch.equal(checked.latent, unchecked.latent)
+    assert sae(torch.full((1, 1, 8, 8), 255.0), check=False).reconstruction.shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match="encoder output must have shape"):
+        wrap_autoencoder(_ae(), z_shape=4).encode(x, check=False)
+
+
 def test_sample_decodes_prior_draws_on_the_sphere():
     sae = wrap_autoencoder(_ae())
     assert isinstance(sae, SphericalAutoencoder)
