@@ -281,7 +281,7 @@ def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator,
 
     log = _JsonLines(config.log_path, accelerator.is_main_process, start)
     bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and accelerator.is_local_main_process),
-               desc="train", dynamic_ncols=True)
+               desc="train", dynamic_ncols=True, mininterval=2.0)  # fewer redraws in CI logs
     latest: dict[str, float] = {}
     model.train()
     with bar:
