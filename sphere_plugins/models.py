@@ -59,13 +59,14 @@ class ConvDecoder(nn.Module):
         return self.net(self.fc(z).view(-1, self.width, 4, 4))
 
 
-class ConvAutoencoder(nn.Module):
-    """encode/decode pair with a `z_dim`: the shape every autoencoder adapter understands."""
+class EncoderDecoder(nn.Module):
+    """An encoder and a decoder as one module with encode/decode and `z_dim`: the shape every autoencoder
+    adapter understands."""
 
-    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, z_dim: int):
         super().__init__()
-        self.encoder = ConvEncoder(channels, resolution, z_dim, width, heads)
-        self.decoder = ConvDecoder(channels, resolution, z_dim, width)
+        self.encoder = encoder
+        self.decoder = decoder
         self.z_dim = z_dim
 
     def encode(self, x: Tensor) -> Tensor:
@@ -76,3 +77,11 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
+
+
+class ConvAutoencoder(EncoderDecoder):
+    """ConvEncoder + ConvDecoder of one size."""
+
+    def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
+        super().__init__(ConvEncoder(channels, resolution, z_dim, width, heads),
+                         ConvDecoder(channels, resolution, z_dim, width), z_dim)

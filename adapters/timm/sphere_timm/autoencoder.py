@@ -5,34 +5,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sphere_plugins.models import ConvDecoder
-from torch import Tensor, nn
+from sphere_plugins.models import ConvDecoder, EncoderDecoder
+from torch import nn
 
 from sphere_timm.encoder import TimmEncoder
 
 
-class TimmAutoencoder(nn.Module):
+class TimmAutoencoder(EncoderDecoder):
     """encode: images in [-1, 1] -> raw codes [N, z_dim] (timm backbone); decode: codes -> images."""
 
     def __init__(self, encoder: TimmEncoder, decoder: nn.Module):
-        super().__init__()
         if not isinstance(encoder, TimmEncoder):
             raise ValueError(f"encoder must be a TimmEncoder, got {type(encoder).__name__}")
         if not isinstance(decoder, nn.Module):
             raise ValueError(f"decoder must be an nn.Module mapping [N, z_dim] codes to images, "
                              f"got {type(decoder).__name__}")
-        self.encoder = encoder
-        self.decoder = decoder
-        self.z_dim = encoder.z_dim
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
+        super().__init__(encoder, decoder, encoder.z_dim)
 
 
 def build_timm_autoencoder(name: str, z_dim: int = 10, resolution: int = 16, channels: int = 1, width: int = 32,
