@@ -27,6 +27,11 @@ def reconstruction_error(x: Tensor, x_rec: Tensor, p: float = 2.0) -> Tensor:
     return per_entry.flatten(1).mean(dim=1)
 
 
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
 def _reduce(per_sample: Tensor, reduction: Reduction) -> Tensor:
     if reduction == "mean":
         return per_sample.mean()
@@ -48,8 +53,7 @@ class SAELoss(nn.Module):
         super().__init__()
         if not p > 0:
             raise ValueError(f"p must be positive, got {p!r}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        _check_reduction(reduction)
         self.p = float(p)
         self.reduction = reduction
         self.perceptual = perceptual
@@ -72,7 +76,24 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)
 
 
-class VAELoss(nn.Module):
+class _PriorRegularizedLoss(nn.Module):
+    """Reconstruction + beta * (a prior's divergence) / (entries per image): what the baselines share."""
+
+    def __init__(self, beta: float = 1.0, p: float = 2.0, reduction: Reduction = "mean"):
+        super().__init__()
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta!r}")
+        _check_reduction(reduction)
+        self.beta = float(beta)
+        self.reconstruction = SAELoss(p=p, reduction="none")
+        self.reduction = reduction
+
+    def _combine(self, x: Tensor, x_rec: Tensor, divergence: Tensor) -> Tensor:
+        per_sample = self.reconstruction(x, x_rec) + self.beta * divergence / x[0].numel()
+        return _reduce(per_sample, self.reduction)
+
+
+class VAELoss(_PriorRegularizedLoss):
     """The Gaussian VAE baseline: reconstruction + beta * KL / (entries per image).
 
     The KL is divided by the number of image entries so that beta weighs it against the per-pixel
@@ -80,18 +101,8 @@ class VAELoss(nn.Module):
     the decoder variance).
     """
 
-    def __init__(self, beta: float = 1.0, p: float = 2.0, reduction: Reduction = "mean"):
-        super().__init__()
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
-        self.beta = float(beta)
-        self.reconstruction = SAELoss(p=p, reduction="none")
-        self.reduction = reduction
-
     def forward(self, x: Tensor, x_rec: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-        entries = x[0].numel()
-        per_sample = self.reconstruction(x, x_rec) + self.beta * gaussian_kl(mu, logvar) / entries
-        return _reduce(per_sample, self.reduction)
+        return self._combine(x, x_rec, gaussian_kl(mu, logvar))
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -100,24 +111,14 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     return mu + torch.exp(0.5 * logvar) * noise
 
 
-class SVAELoss(nn.Module):
+class SVAELoss(_PriorRegularizedLoss):
     """The S-VAE baseline: reconstruction + beta * KL(vMF(mu, kappa) || Uniform(S^{d-1})) / (entries per image).
 
     The KL depends on kappa and d only; it is scaled like VAELoss's so the two baselines weigh their
     priors the same way.
     """
 
-    def __init__(self, beta: float = 1.0, p: float = 2.0, reduction: Reduction = "mean"):
-        super().__init__()
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
-        self.beta = float(beta)
-        self.reconstruction = SAELoss(p=p, reduction="none")
-        self.reduction = reduction
-
     def forward(self, x: Tensor, x_rec: Tensor, mu: Tensor, kappa: Tensor) -> Tensor:
         if mu.dim() != 2 or kappa.reshape(-1).shape[0] != mu.shape[0]:
             raise ValueError(f"mu must be [N, d] and kappa hold N values, got {list(mu.shape)} and {list(kappa.shape)}")
-        kl = kl_to_uniform(kappa.reshape(-1), mu.shape[1])
-        per_sample = self.reconstruction(x, x_rec) + self.beta * kl / x[0].numel()
-        return _reduce(per_sample, self.reduction)
+        return self._combine(x, x_rec, kl_to_uniform(kappa.reshape(-1), mu.shape[1]))

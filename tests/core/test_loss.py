@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from sphere_plugins import SAELoss, VAELoss
+from sphere_plugins import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.loss import gaussian_kl, reconstruction_error, reparameterize
 
 
@@ -38,9 +38,10 @@ def test_shape_mismatch_is_reported():
         SAELoss()(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
-def test_bad_reduction_is_rejected():
-    with pytest.raises(ValueError, match="reduction"):
-        SAELoss(reduction="avg")
+@pytest.mark.parametrize("loss", [SAELoss, VAELoss, SVAELoss])
+def test_bad_reduction_is_rejected(loss):
+    with pytest.raises(ValueError, match="reduction.*'avg'"):
+        loss(reduction="avg")
 
 
 def test_gaussian_kl_matches_torch_distributions():
