@@ -78,7 +78,11 @@ def upfirdn2d(x: Tensor, f: Tensor | None, up: int | Sequence[int] = 1, down: in
     down_x, down_y = _pair(down, "down")
     px0, px1, py0, py1 = _padding4(padding)
     x = _insert_zeros(x, up_x, up_y)
-    x = F.pad(x, [px0, px1, py0, py1])
+    conv_pad = (0, 0)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:  # the convolution zero-pads itself: no padded copy of x
+        conv_pad = (py0, px0)
+    else:
+        x = F.pad(x, [px0, px1, py0, py1])
     if f is None:
         f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
     channels = x.shape[1]
@@ -86,11 +90,13 @@ def upfirdn2d(x: Tensor, f: Tensor | None, up: int | Sequence[int] = 1, down: in
     if not flip_filter:
         kernel = kernel.flip(list(range(kernel.dim())))
     if kernel.dim() == 2:
-        x = F.conv2d(x, kernel.expand(channels, 1, *kernel.shape), groups=channels)
+        x = F.conv2d(x, kernel.expand(channels, 1, *kernel.shape), padding=conv_pad, groups=channels)
     else:
         taps = kernel.numel()
-        x = F.conv2d(x, kernel.reshape(1, 1, 1, taps).expand(channels, 1, 1, taps), groups=channels)
-        x = F.conv2d(x, kernel.reshape(1, 1, taps, 1).expand(channels, 1, taps, 1), groups=channels)
+        x = F.conv2d(x, kernel.reshape(1, 1, 1, taps).expand(channels, 1, 1, taps), padding=(0, conv_pad[1]),
+                     groups=channels)
+        x = F.conv2d(x, kernel.reshape(1, 1, taps, 1).expand(channels, 1, taps, 1), padding=(conv_pad[0], 0),
+                     groups=channels)
     return x[:, :, ::down_y, ::down_x]
 
 

@@ -206,3 +206,17 @@ def test_half_precision_modulated_conv_stays_half_and_matches_float32():
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), modulated_conv2d(x, weight, styles, noise=noise, padding=1),
                                rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (2, 2, 0, 0), (0, 0, 3, 3), (2, 1, 1, 2)])
+def test_upfirdn2d_zero_pads_inside_the_convolution_exactly_like_explicit_padding(separable, pad):
+    # Symmetric padding is left to the convolution (no padded copy); it must equal padding once, then filtering.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    taps = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
+    f = taps if separable else torch.outer(taps[:4], taps[4:])
+    ours = upfirdn2d(x, f, up=2, padding=list(pad))
+    expected = slow_upfirdn2d(x.numpy(), torch.outer(taps, taps).numpy() if separable else f.numpy(), 2, 1, pad)
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-10, atol=1e-12)
+
