@@ -74,7 +74,8 @@ class SynthesisLayer(nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                        inplace=True)
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, up={self.up}, use_noise={self.use_noise}"
@@ -98,7 +99,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: Tensor, w: Tensor, fused_modconv: bool = True) -> Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, inplace=True)
 
 
 @records_init

@@ -416,3 +416,27 @@ def test_freeze_layers_turns_the_first_discriminator_weights_into_buffers():
 
 def test_generator_records_its_constructor_keywords():
     assert Generator(**SKIP32)._init_kwargs == SKIP32
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+def test_inference_without_autograd_matches_the_tracked_forward_and_leaves_the_weights_alone(architecture):
+    # Without autograd the layers overwrite their own intermediates in place; the values must not change,
+    # and no parameter or buffer may ever be written to.
+    torch.manual_seed(0)
+    G = tiny(c_dim=3, synthesis_kwargs=dict(architecture=architecture, conv_clamp=0.5))
+    D = Discriminator(c_dim=3, img_resolution=16, img_channels=3, architecture=architecture, channel_base=128,
+                      channel_max=16, conv_clamp=0.5)
+    with torch.no_grad():
+        for p in G.parameters():
+            if p.dim() == 0:  # noise strengths
+                p.fill_(0.4)
+    before = {name: t.clone() for name, t in [*G.state_dict().items(), *D.state_dict().items()]}
+    z, c, real = torch.randn(2, 16), torch.tensor([0, 2]), torch.randn(2, 3, 16, 16)
+    tracked_img, tracked_logits = G(z, c, truncation_psi=0.7), D(real, c)
+    assert tracked_img.requires_grad and tracked_logits.requires_grad
+    with torch.no_grad():
+        img, logits = G(z, c, truncation_psi=0.7), D(real, c)
+    torch.testing.assert_close(img, tracked_img.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(logits, tracked_logits.detach(), rtol=0, atol=0)
+    after = {name: t for name, t in [*G.state_dict().items(), *D.state_dict().items()]}
+    assert all(torch.equal(before[name], after[name]) for name in before)

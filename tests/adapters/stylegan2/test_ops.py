@@ -9,7 +9,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sphere_stylegan2.layers import modulated_conv2d
+from sphere_stylegan2.layers import ACTIVATIONS, bias_act, demodulation_coefficients, modulated_conv2d
 from sphere_stylegan2.resample import conv2d_resample, downsample2d, setup_filter, upfirdn2d, upsample2d
 
 
@@ -220,3 +220,48 @@ def test_upfirdn2d_zero_pads_inside_the_convolution_exactly_like_explicit_paddin
     expected = slow_upfirdn2d(x.numpy(), torch.outer(taps, taps).numpy() if separable else f.numpy(), 2, 1, pad)
     np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-10, atol=1e-12)
 
+
+def test_demodulation_coefficients_are_inverse_norms_of_each_samples_modulated_filters():
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(7, 5, 3, 3, generator=g, dtype=torch.float64)
+    styles = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    modulated = weight.unsqueeze(0) * styles.reshape(3, 1, 5, 1, 1)  # [N, O, I, k, k], built the slow way
+    expected = 1 / (modulated.square().sum(dim=[2, 3, 4]) + 1e-8).sqrt()
+    torch.testing.assert_close(demodulation_coefficients(weight, styles), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_bias_act_in_place_gives_the_same_values_as_out_of_place(act):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 3, 3, generator=g)
+    b = torch.randn(4, generator=g)
+    expected = bias_act(x, b, act=act, gain=1.7, clamp=0.9)
+    with torch.no_grad():
+        ours = bias_act(x.clone(), b, act=act, gain=1.7, clamp=0.9, inplace=True)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+def test_bias_act_in_place_leaves_tensors_autograd_tracks_alone():
+    # Overwriting a tracked intermediate would corrupt its gradient; the in-place request must fall back.
+    x = torch.randn(3, 4, requires_grad=True)
+    y = x * 2
+    before = y.detach().clone()
+    out = bias_act(y, torch.ones(4), act="lrelu", clamp=1.0, inplace=True)
+    assert torch.equal(y.detach(), before)
+    out.sum().backward()
+    expected = 2 * torch.where(before + 1 > 0, 1.0, 0.2) * math.sqrt(2) * ((before + 1).abs() * math.sqrt(2) < 1)
+    torch.testing.assert_close(x.grad, expected)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_modulated_conv2d_never_writes_into_its_noise_or_inputs(fused):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 4, 5, 5, generator=g)
+    weight = torch.randn(4, 4, 3, 3, generator=g)
+    styles = torch.rand(2, 4, generator=g) + 0.5
+    noise = torch.randn(5, 5, generator=g)
+    copies = [t.clone() for t in (x, weight, styles, noise)]
+    with torch.no_grad():
+        modulated_conv2d(x, weight, styles, noise=noise, padding=1, fused_modconv=fused)
+    for original, copy in zip((x, weight, styles, noise), copies):
+        assert torch.equal(original, copy)
