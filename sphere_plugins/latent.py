@@ -46,11 +46,10 @@ def spherize(z: Tensor, radius: float = 1.0, dims: Dims = None, check: bool = Tr
     if not radius > 0 or not math.isfinite(radius):
         raise ValueError(f"radius must be a positive finite number, got {radius!r}")
     norm = torch.linalg.vector_norm(z, dim=vector_dims(z, dims), keepdim=True)
+    scale = radius / norm
     if check:
-        bad = ~torch.isfinite(norm) | (norm == 0)
-        if bool(bad.any()):
-            _raise_bad_vectors(z, norm, bad)
-    return z * (radius / norm)
+        _check_scale(z, norm, scale)
+    return z * scale
 
 
 def centerize_spherize(z: Tensor, radius: float = 1.0, dims: Dims = None, check: bool = True) -> Tensor:
@@ -64,21 +63,28 @@ def centerize_spherize(z: Tensor, radius: float = 1.0, dims: Dims = None, check:
     reduce = vector_dims(z, dims)
     centered = z - z.mean(dim=reduce, keepdim=True)
     norm = torch.linalg.vector_norm(centered, dim=reduce, keepdim=True)
-    if check:
-        bad = ~torch.isfinite(norm) | (norm == 0)
-        if bool(bad.any()):
-            _raise_bad_vectors(z, norm, bad)
     scale = radius / norm
+    if check:
+        _check_scale(z, norm, scale)
     if torch.is_grad_enabled() and centered.requires_grad:
         return centered * scale  # the norm's backward needs `centered` unchanged
     return centered.mul_(scale)
+
+
+def _check_scale(z: Tensor, norm: Tensor, scale: Tensor) -> None:
+    """Raise when a norm is zero, NaN or Inf. scale * norm is NaN exactly then (0 * inf, inf * 0, NaN),
+    so one reduction and one device read cover all three; the per-sample diagnosis runs only on failure."""
+    if not bool(torch.isfinite(scale * norm).all()):
+        _raise_bad_vectors(z, norm, ~torch.isfinite(norm) | (norm == 0))
 
 
 def _raise_bad_vectors(z: Tensor, norm: Tensor, bad: Tensor) -> None:
     samples = sorted({int(i) for i in bad.nonzero()[:, 0].tolist()})
     shown = ", ".join(map(str, samples[:8])) + (" ..." if len(samples) > 8 else "")
     if bool((~torch.isfinite(norm) & bad).any()):
-        problem = "contain NaN or Inf entries"
+        entries_finite = bool(torch.isfinite(z[sorted(samples)]).all())
+        problem = (f"have a norm too large for {z.dtype} (finite entries, overflowing sum of squares)"
+                   if entries_finite else "contain NaN or Inf entries")
     else:
         problem = "are zero vectors (a constant vector becomes zero after centerize)"
     raise ValueError(

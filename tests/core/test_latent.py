@@ -89,6 +89,15 @@ def test_spherize_rejects_non_finite_vectors_naming_the_sample(bad):
         spherize(z)
 
 
+@pytest.mark.parametrize("constraint", [spherize, centerize_spherize])
+def test_a_norm_that_overflows_is_reported_as_such_not_as_bad_entries(constraint):
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    z[1, :2] = torch.tensor([3e38, -3e38])  # finite entries whose squares overflow float32
+    with pytest.raises(ValueError, match=r"samples \[1\].*norm too large for torch.float32"):
+        constraint(z)
+    assert torch.isfinite(constraint(z.double())).all()
+
+
 def test_spherize_rejects_vectors_that_centerize_to_zero():
     z = torch.randn(3, 6)
     z[1] = 4.0  # constant: zero after centerize
