@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,3 +86,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def code_fingerprint(packages: Sequence[str] = ("sphere_plugins", "sphere_stylegan2")) -> str:
+    """A short hash of the Python sources of `packages` (those installed): timings cached under it are
+    measured again after any change to the code they time."""
+    digest = hashlib.sha256()
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            digest.update(f"{name}: absent".encode())
+            continue
+        for root in spec.submodule_search_locations:
+            for path in sorted(Path(root).rglob("*.py")):
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

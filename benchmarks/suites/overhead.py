@@ -8,7 +8,7 @@ import statistics
 
 import torch
 
-from benchmarks.common import markdown_table, pick
+from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from benchmarks.timing import interleaved_times, median_ratio
@@ -19,9 +19,9 @@ MODEL_SCHEMES: tuple[str, ...] = ()
 WRAPPER_TARGET, COPY_TARGET = 1.02, 3.0
 
 PRESETS = {
-    "quick": {"repeats": 25, "batch": 64, "step_repeats": 20,
+    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
-    "paper": {"repeats": 100, "batch": 256, "step_repeats": 100,
+    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]},
 }
 
@@ -118,7 +118,7 @@ def run(ctx: Context) -> None:
         return
     s = settings(ctx)
     device, seed = ctx.device, ctx.options.seed
-    key = {"device": device, "seed": seed, "threads": torch.get_num_threads()}
+    key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
     wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"],
                                        "variants": ["raw", "wrapped", "raw again", "adapt"]},
                            lambda: wrapper_times(device, s["batch"], s["repeats"], seed))

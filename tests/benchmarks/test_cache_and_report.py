@@ -93,3 +93,18 @@ def test_overhead_suite_records_ratios_of_its_own_medians(tiny_presets, run_cli,
         assert r["value"] == pytest.approx(r["extra"]["wrapped_ms"] / r["extra"]["raw_ms"], rel=1e-9)
     for r in copies:
         assert r["value"] == pytest.approx(r["extra"]["cs_ms"] / r["extra"]["copy_ms"], rel=1e-9)
+
+
+def test_code_fingerprint_changes_with_any_source_file_of_the_package(tmp_path, monkeypatch):
+    from benchmarks.common import code_fingerprint
+
+    package = tmp_path / "fingerprinted_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "ops.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_fingerprint(["fingerprinted_pkg"])
+    assert code_fingerprint(["fingerprinted_pkg"]) == before
+    (package / "sub" / "ops.py").write_text("def f():\n    return 2\n")
+    assert code_fingerprint(["fingerprinted_pkg"]) != before
+    assert code_fingerprint(["no_such_package_here"]) != before
