@@ -179,7 +179,13 @@ def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], 
                   markdown_table(["objective", "ms / step", "ratio to VAE"],
                                  [[k, v, steps["ratio_to_reference"][k]] for k, v in steps["median_ms"].items()]),
                   f"Batch {steps['batch_size']}, {steps['resolution']}x{steps['resolution']} images, z_dim "
-                  f"{steps['z_dim']}, medians of {steps['repeats']} interleaved repeats.")
+                  f"{steps['z_dim']}, medians of {steps['repeats']} interleaved repeats; 'vae again' is a second "
+                  "copy of the VAE timed alongside, so its ratio is this run's noise floor.")
+        ratios = steps["ratio_to_reference"]
+        floor = ratios.get(f"{steps['reference']} again")
+        if "sae" in ratios and floor is not None:
+            ctx.target("spherical autoencoder step vs VAE step", "<= 1.00x", f"{ratios['sae']:.4f}x (same-work "
+                       f"noise floor {floor:.4f}x)", ratios["sae"] <= 1.0)
     plot(ctx, timed, copy_rows, steps)
 
 

@@ -8,6 +8,7 @@ alike; the report is the median per objective and its ratio to a reference. Run 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -27,13 +28,17 @@ def _sync(device: torch.device) -> None:
 
 def step_times(objectives: dict[str, nn.Module], batch: Tensor, repeats: int = 30, warmup: int = 5,
                lr: float = 1e-3) -> dict[str, list[float]]:
-    """Seconds per training step of each objective on `batch`, measured round-robin."""
+    """Seconds per training step of each objective on `batch`, measured round-robin; the order rotates each
+    round, since a fixed order lets caches and frequency scaling favour one position."""
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     optimizers = {name: torch.optim.Adam(obj.parameters(), lr=lr) for name, obj in objectives.items()}
     times: dict[str, list[float]] = {name: [] for name in objectives}
+    names = list(objectives)
     for round_index in range(warmup + repeats):
-        for name, objective in objectives.items():
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            objective = objectives[name]
             _sync(batch.device)
             start = time.perf_counter()
             loss, _ = objective(batch)
@@ -49,12 +54,17 @@ def step_times(objectives: dict[str, nn.Module], batch: Tensor, repeats: int = 3
 def compare_step_times(kinds: Sequence[str] = ("sae", "vae", "svae", "ae"), reference: str = "vae",
                        batch_size: int = 64, resolution: int = 16, z_dim: int = 10, width: int = 32,
                        repeats: int = 30, warmup: int = 5, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Median step time of each objective on the built-in conv architecture and its ratio to `reference`."""
+    """Median step time of each objective on the built-in conv architecture and its ratio to `reference`.
+
+    A second, identical copy of the reference ("<reference> again") is timed too: its ratio is the noise
+    floor, how far two measurements of the same work drift apart in this run.
+    """
     if reference not in kinds:
         raise ValueError(f"reference must be one of kinds {list(kinds)}, got {reference!r}")
     torch.manual_seed(seed)
     target = torch.device(device)
     objectives = {k: conv_objective(k, resolution=resolution, z_dim=z_dim, width=width).to(target) for k in kinds}
+    objectives[f"{reference} again"] = copy.deepcopy(objectives[reference])
     batch = torch.rand(batch_size, 1, resolution, resolution, device=target) * 2 - 1
     times = step_times(objectives, batch, repeats=repeats, warmup=warmup)
     medians = {k: statistics.median(v) for k, v in times.items()}
