@@ -46,8 +46,15 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: Tensor | None, c: Tensor | None, truncation_psi: float = 1,
                 truncation_cutoff: int | None = None, update_emas: bool = False,
-                normalize_z: bool | None = None) -> Tensor:
-        """ws [N, num_ws, w_dim] (or [N, w_dim] when num_ws is None); normalize_z overrides the attribute."""
+                normalize_z: bool | None = None, skip_w_avg_update: bool | None = None) -> Tensor:
+        """ws [N, num_ws, w_dim] (or [N, w_dim] when num_ws is None); normalize_z overrides the attribute.
+
+        w_avg moves with update_emas=True (stylegan3's convention). Code written for stylegan2-ada-pytorch
+        passes skip_w_avg_update instead, which there means: update in training mode unless it is True;
+        given, it takes that meaning here too.
+        """
+        if skip_w_avg_update is not None:
+            update_emas = self.training and not skip_w_avg_update
         x = None
         if self.z_dim > 0:
             _check_width(z, self.z_dim, "z")

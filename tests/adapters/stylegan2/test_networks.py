@@ -230,6 +230,22 @@ def test_resnet_synthesis_block_averages_skip_and_convs_with_sqrt_half():
     torch.testing.assert_close(seen["x_out"], math.sqrt(0.5) * (block.skip(seen["x_in"]) + main))
 
 
+def test_w_avg_moves_only_when_asked_in_either_convention():
+    G = tiny()
+    z = torch.randn(8, 16)
+    zero = torch.zeros(16)
+    G.mapping.train()(z, None)
+    assert torch.equal(G.mapping.w_avg, zero)  # stylegan3 convention: no update_emas, no update
+    G.mapping(z, None, skip_w_avg_update=True)
+    assert torch.equal(G.mapping.w_avg, zero)
+    G.mapping.eval()(z, None, skip_w_avg_update=False)
+    assert torch.equal(G.mapping.w_avg, zero)  # ada convention updates in training mode only
+    G.mapping.train()(z, None, skip_w_avg_update=False)
+    with torch.no_grad():
+        expected = G.mapping(z, None, truncation_psi=1).mean(dim=(0, 1)) * (1 - 0.995)
+    torch.testing.assert_close(G.mapping.w_avg, expected)
+
+
 def test_truncation_moves_ws_toward_w_avg_by_psi():
     G = tiny()
     G.mapping.w_avg.normal_()
