@@ -88,9 +88,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join(lines)
 
 
-def code_fingerprint(packages: Sequence[str] = ("sphere_plugins", "sphere_stylegan2")) -> str:
+def code_fingerprint(packages: Sequence[str] = ("sphere_plugins", "sphere_stylegan2", "benchmarks")) -> str:
     """A short hash of the Python sources of `packages` (those installed): timings cached under it are
-    measured again after any change to the code they time."""
+    measured again after any change to the code they time or to the suite that times it."""
     digest = hashlib.sha256()
     for name in packages:
         spec = importlib.util.find_spec(name)

@@ -119,11 +119,9 @@ def run(ctx: Context) -> None:
     s = settings(ctx)
     device, seed = ctx.device, ctx.options.seed
     key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
-    wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"],
-                                       "variants": ["raw", "wrapped", "raw again", "adapt"]},
+    wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"]},
                            lambda: wrapper_times(device, s["batch"], s["repeats"], seed))
-    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"],
-                                    "variants": ["copy", "c+s", "c+s unchecked", "chained", "two-read formula"]},
+    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"]},
                            lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed))
     try:
         steps = ctx.cached("train_step", {**key, "repeats": s["step_repeats"]},
