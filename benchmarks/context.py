@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Options
+from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
 
 # Bump when a change makes earlier cached parts wrong; it is part of every cache key.
 CACHE_VERSION = 1
@@ -151,6 +152,22 @@ class Context:
     def note_part(self, name: str, status: str, seconds: float, **details: Any) -> None:
         """Record a part that caches itself (e.g. a training run resumed from its checkpoints)."""
         self.parts[name] = {"status": status, "seconds": seconds, **details}
+
+    @staticmethod
+    def training_step(folder: Path) -> int:
+        """The step of the newest checkpoint `sphere_plugins.training.train` left in `folder` (0 when none)."""
+        latest = latest_checkpoint(folder) if Path(folder).exists() else None
+        return load_checkpoint(latest).step if latest is not None else 0
+
+    def checkpointed(self, name: str, folder: Path, start: int, steps: int, run: Callable[[], Any]) -> Any:
+        """Run a training that resumes from its checkpoints in `folder` (`start` steps are done of `steps`) and
+        note it as cached (nothing left to run), resumed or computed; returns what `run()` returns."""
+        began = time.perf_counter()
+        result = run()
+        status = "cached" if start >= steps else ("resumed" if start else "computed")
+        self.note_part(name, status, time.perf_counter() - began, from_step=start, steps=steps,
+                       checkpoints=Path(folder).name)
+        return result
 
     # outputs -------------------------------------------------------------------------------------------
     def record(self, metric: str, value: float, **fields: Any) -> dict[str, Any]:

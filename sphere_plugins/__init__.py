@@ -18,7 +18,16 @@ from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize
 from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.metrics.record import MetricRecord
-from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
+from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.plugins import (
+    get_plugin_manager,
+    load_model,
+    model_schemes,
+    plugin_names,
+    register,
+    trainable_generators,
+    unregister,
+)
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
 from sphere_plugins.training import (
     AEObjective,
@@ -52,6 +61,6 @@ __all__ = [
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
     "centerize", "centerize_spherize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
-    "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
+    "ModelScheme", "TrainableGenerator", "model_schemes", "trainable_generators", "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
     "wrap_generator",
 ]

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.offers import ModelScheme
 from sphere_plugins.wrap import AutoencoderAdapter, GeneratorAdapter
 
 
@@ -71,6 +72,11 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Autoencoder
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["builtin:tiny-ae"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("builtin", ("autoencoder",), "builtin:tiny-ae")]
 
 
 @hookimpl(trylast=True)

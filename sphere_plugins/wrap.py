@@ -27,6 +27,8 @@ class GeneratorAdapter:
     radius=None means sqrt(d) (d = entries of one latent): the norm of N(0, I) latents in high d.
     accepts_generator=True says generate() takes generator=, so sample() hands its torch.Generator
     on and a stochastic sampler (DDPM's per-step noise) reproduces from one seed.
+    normalizes_z=True says the model spherizes z itself and the adapter honours options["normalize_z"]=False
+    (see hookspecs.sphere_adapt_generator).
     """
 
     z_shape: tuple[int, ...]
@@ -37,6 +39,7 @@ class GeneratorAdapter:
     output_range: tuple[float, float] = (-1.0, 1.0)
     latent_entry: str = "input"
     accepts_generator: bool = False
+    normalizes_z: bool = False
 
 
 @dataclass

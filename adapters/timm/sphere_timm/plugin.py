@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sphere_plugins import AutoencoderAdapter, hookimpl
+from sphere_plugins.offers import ModelScheme
 from torch import nn
 
 from sphere_timm.autoencoder import TimmAutoencoder, build_timm_autoencoder
@@ -49,3 +50,8 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> TimmAutoencoder | N
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["timm:test_resnet"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("timm", ("autoencoder",), "timm:MODEL_NAME (an encoder such as timm:resnet18, with a decoder)")]
