@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.common import Options
 from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
+from sphere_plugins.files import atomic_path
 
 # Bump when a change makes earlier cached parts wrong; it is part of every cache key.
 CACHE_VERSION = 1
@@ -58,8 +59,6 @@ def key_digest(key: dict[str, Any]) -> str:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (a temporary file renamed into place)."""
-    from sphere_plugins.data import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(value, indent=1, default=_json_default) + "\n")
 
@@ -244,8 +243,6 @@ class Context:
             "records": self.records,
         }
         write_json(self.dir / RESULTS_FILE, result)
-        from sphere_plugins.data import atomic_path
-
         with atomic_path(self.dir / TABLE_FILE) as tmp:
             tmp.write_text(render_tables(result))
         return self.dir / RESULTS_FILE
