@@ -29,6 +29,7 @@ class Options:
     data: str = "digits"
     model: str | None = None
     steps: int | None = None
+    rounds: int | None = None
     n_samples: int | None = None
     seed: int = 0
     scale: str = "quick"
@@ -40,7 +41,7 @@ class Options:
         self.out = Path(self.out)
         if self.scale not in SCALES:
             raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        for name in ("steps", "n_samples", "resolution"):
+        for name in ("steps", "rounds", "n_samples", "resolution"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
