@@ -74,6 +74,16 @@ class AutoencoderOutput(NamedTuple):
     latent: Tensor
 
 
+def check_adapter_options(options: dict[str, Any], accepted: Sequence[str], what: str) -> None:
+    """Reject adapter options an adapter does not know (a typo would otherwise be ignored silently).
+
+    Adapters call it first in their sphere_adapt_* hook; `what` names the model in the message.
+    """
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {what}; accepted options: {', '.join(accepted)}")
+
+
 def _options(z_shape: Sequence[int] | None, options: dict[str, Any] | None) -> dict[str, Any]:
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"options must be a dict of adapter options, got {type(options).__name__}")
@@ -154,6 +164,10 @@ class SphericalGenerator(_SphericalBase):
     def adapt(self, z: Tensor) -> Tensor:
         """The latents the model receives for raw latents `z`."""
         return self.latent(self._check_latent(z))
+
+    def extra_repr(self) -> str:
+        low, high = self.adapter.output_range
+        return f"{super().extra_repr()}, latent enters at: {self.adapter.latent_entry}, output range [{low:g}, {high:g}]"
 
     def forward(self, z: Tensor, **model_kwargs: Any) -> Tensor:
         return self.adapter.generate(self.adapt(z), **model_kwargs)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
-from sphere_plugins.wrap import GeneratorAdapter
+from sphere_plugins.wrap import GeneratorAdapter, check_adapter_options
 from sphere_stylegan2.configs import tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import labels
@@ -19,6 +19,7 @@ from sphere_stylegan2.mapping import MappingNetwork
 from sphere_stylegan2.trainable import TRAINABLE
 
 SCHEME = "stylegan2"
+OPTIONS = ("z_shape", "normalize_z")
 
 
 def is_stylegan_generator(model: Any) -> bool:
@@ -48,6 +49,7 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     """Describe a StyleGAN2 generator: z of width z_dim on the sphere of radius sqrt(z_dim)."""
     if not is_stylegan_generator(model):
         return None
+    check_adapter_options(options, OPTIONS, "a StyleGAN2 generator")
     z_shape = (model.z_dim,)
     if "z_shape" in options and tuple(options["z_shape"]) != z_shape:
         raise ValueError(f"z_shape must be {z_shape} for this StyleGAN2 generator (its z_dim), "
