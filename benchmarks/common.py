@@ -6,9 +6,12 @@ import hashlib
 import importlib.util
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from sphere_plugins.plugins import get_plugin_manager
 
 SCALES = ("quick", "paper")
 
@@ -26,6 +29,7 @@ class Options:
     data: str = "digits"
     model: str | None = None
     steps: int | None = None
+    rounds: int | None = None
     n_samples: int | None = None
     seed: int = 0
     scale: str = "quick"
@@ -37,7 +41,7 @@ class Options:
         self.out = Path(self.out)
         if self.scale not in SCALES:
             raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        for name in ("steps", "n_samples", "resolution"):
+        for name in ("steps", "rounds", "n_samples", "resolution"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -53,11 +57,14 @@ class Options:
         return values
 
 
-def pick(options: Options, presets: dict[str, dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    """The preset of the run's scale, with the command-line values that were given (not None) on top."""
-    chosen = dict(presets[options.scale])
-    chosen.update({k: v for k, v in overrides.items() if v is not None})
-    return chosen
+def pick(options: Options, presets: dict[str, Any], **overrides: Any) -> Any:
+    """The preset of the run's scale (a dataclass or a dict), with the command-line values that were given
+    (not None) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    preset = presets[options.scale]
+    if is_dataclass(preset):
+        return replace(preset, **given)
+    return {**preset, **given}
 
 
 def mixed_precision(device: str) -> str:
@@ -88,9 +95,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join(lines)
 
 
-def code_fingerprint(packages: Sequence[str] = ("sphere_plugins", "sphere_stylegan2", "benchmarks")) -> str:
-    """A short hash of the Python sources of `packages` (those installed): timings cached under it are
-    measured again after any change to the code they time or to the suite that times it."""
+def code_fingerprint(packages: Sequence[str] | None = None) -> str:
+    """A short hash of the Python sources of `packages` (default: the core, every loaded plugin's package and the
+    benchmarks): timings cached under it are measured again after any change to the code they time or to the
+    suite that times it."""
+    if packages is None:
+        modules = [plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+                   for _, plugin in get_plugin_manager().list_name_plugin()]
+        plugin_packages = sorted({name.split(".")[0] for name in modules} - {"sphere_plugins"})
+        packages = ("sphere_plugins", *plugin_packages, "benchmarks")
     digest = hashlib.sha256()
     for name in packages:
         spec = importlib.util.find_spec(name)

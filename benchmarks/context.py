@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Options
+from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
+from sphere_plugins.files import atomic_path
 
 # Bump when a change makes earlier cached parts wrong; it is part of every cache key.
 CACHE_VERSION = 1
@@ -57,8 +59,6 @@ def key_digest(key: dict[str, Any]) -> str:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (a temporary file renamed into place)."""
-    from sphere_plugins.data import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(value, indent=1, default=_json_default) + "\n")
 
@@ -152,6 +152,22 @@ class Context:
         """Record a part that caches itself (e.g. a training run resumed from its checkpoints)."""
         self.parts[name] = {"status": status, "seconds": seconds, **details}
 
+    @staticmethod
+    def training_step(folder: Path) -> int:
+        """The step of the newest checkpoint `sphere_plugins.training.train` left in `folder` (0 when none)."""
+        latest = latest_checkpoint(folder) if Path(folder).exists() else None
+        return load_checkpoint(latest).step if latest is not None else 0
+
+    def checkpointed(self, name: str, folder: Path, start: int, steps: int, run: Callable[[], Any]) -> Any:
+        """Run a training that resumes from its checkpoints in `folder` (`start` steps are done of `steps`) and
+        note it as cached (nothing left to run), resumed or computed; returns what `run()` returns."""
+        began = time.perf_counter()
+        result = run()
+        status = "cached" if start >= steps else ("resumed" if start else "computed")
+        self.note_part(name, status, time.perf_counter() - began, from_step=start, steps=steps,
+                       checkpoints=Path(folder).name)
+        return result
+
     # outputs -------------------------------------------------------------------------------------------
     def record(self, metric: str, value: float, **fields: Any) -> dict[str, Any]:
         """Add one labelled number: metric, value, feature network, n, seed, prior, model, data, extra."""
@@ -227,8 +243,6 @@ class Context:
             "records": self.records,
         }
         write_json(self.dir / RESULTS_FILE, result)
-        from sphere_plugins.data import atomic_path
-
         with atomic_path(self.dir / TABLE_FILE) as tmp:
             tmp.write_text(render_tables(result))
         return self.dir / RESULTS_FILE

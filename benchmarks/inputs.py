@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.common import BenchmarkError, Options
-
-BUILT_IN_MODELS = {"stylegan2": ("tiny",), "diffusers": ("tiny-vae", "tiny-ddpm"), "builtin": ("tiny-ae",)}
+from sphere_plugins.plugins import example_models, model_schemes
 
 
 def check_inputs(options: Options) -> None:
@@ -59,9 +58,9 @@ def check_data_spec(spec: str, resolution: int | None) -> None:
 
 def check_model_spec(spec: str, suites: list[str]) -> None:
     """A 'scheme:rest' spec that one of the chosen suites accepts, whose file or folder exists."""
-    from benchmarks.suites import get_suite
+    from benchmarks.suites import accepted_schemes, get_suite
 
-    accepted = {s: get_suite(s).MODEL_SCHEMES for s in suites}
+    accepted = {s: accepted_schemes(get_suite(s)) for s in suites}
     schemes = sorted({scheme for values in accepted.values() for scheme in values})
     scheme, colon, rest = spec.partition(":")
     if not colon or not rest:
@@ -70,10 +69,12 @@ def check_model_spec(spec: str, suites: list[str]) -> None:
     if scheme not in schemes:
         users = ", ".join(f"{s}: {', '.join(v)}" for s, v in accepted.items() if v) or "none of the chosen suites take --model"
         raise BenchmarkError(f"--model {spec!r}: no chosen suite takes a {scheme!r} model ({users})")
-    if rest in BUILT_IN_MODELS.get(scheme, ()):
+    if spec in example_models():  # built by the plugin, no file needed
         return
     path = Path(rest).expanduser()
-    hub_like = scheme == "diffusers" and rest.count("/") == 1 and not rest.startswith((".", "/", "~"))
+    declared = model_schemes().get(scheme)
+    hub_like = (declared is not None and declared.hub_ids and rest.count("/") == 1
+                and not rest.startswith((".", "/", "~")))
     if not path.exists() and not hub_like:
         raise BenchmarkError(f"--model {spec!r}: the weight file or folder {str(path)!r} does not exist; put the "
                              f"model there or pass another path")

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="model spec, e.g. stylegan2:PATH.pkl or diffusers:PATH "
                         "(default: each suite's own small model, trained and cached)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the scale's)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds of the overhead suite "
+                        "(default: the scale's)")
     parser.add_argument("--n-samples", type=int, default=None, help="samples per metric (default: the scale's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--scale", default="quick", choices=SCALES, help="quick (CPU minutes) or paper")
@@ -63,7 +65,7 @@ def parse_options(argv: list[str]) -> Options:
         raise BenchmarkError(f"unknown suite {unknown[0]!r}; expected any of: {', '.join(SUITE_NAMES)}")
     suites = list(dict.fromkeys(args.suites)) or list(SUITE_NAMES)
     return Options(suites=suites, device=args.device, data=args.data, model=args.model, steps=args.steps,
-                   n_samples=args.n_samples, seed=args.seed, scale=args.scale, out=Path(args.out),
+                   rounds=args.rounds, n_samples=args.n_samples, seed=args.seed, scale=args.scale, out=Path(args.out),
                    resolution=args.resolution, command=command_line(argv))
 
 

@@ -1,10 +1,16 @@
 """sphere-plugins: put the latent variables of generative models on a sphere.
 
 Distribution-robust sampling (centerize + spherize any prior's latents) and spherical
-autoencoders, wired into third-party models through pluggy hooks.
+autoencoders, wired into third-party models through pluggy hooks. The top level is the plugin
+layer: latent operations, priors, wrappers, losses, plugin functions and errors. Training
+(`sphere_plugins.training`), metrics (`sphere_plugins.metrics`) and data (`sphere_plugins.data`)
+are subpackages to import by name.
 """
 
-from sphere_plugins.data import ImageSet, load_images, save_image_grid, to_uint8
+import warnings
+from importlib import import_module
+
+from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.errors import (
     MissingWeightsError,
     SpherePluginsError,
@@ -15,23 +21,18 @@ from sphere_plugins.errors import (
 )
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
-from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
-from sphere_plugins.metrics.record import MetricRecord
-from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
-from sphere_plugins.priors import get_prior, list_priors, sample_prior
-from sphere_plugins.training import (
-    AEObjective,
-    Objective,
-    SAEObjective,
-    SVAEObjective,
-    TrainConfig,
-    TrainResult,
-    VAEObjective,
-    conv_objective,
-    finetune_autoencoder_to_sae,
-    train,
+from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.plugins import (
+    get_plugin_manager,
+    load_model,
+    model_schemes,
+    plugin_names,
+    register,
+    trainable_generators,
+    unregister,
 )
+from sphere_plugins.priors import get_prior, list_priors, sample_prior
 from sphere_plugins.wrap import (
     AutoencoderAdapter,
     AutoencoderOutput,
@@ -45,13 +46,34 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AEObjective", "CheckpointError", "Objective", "SAEObjective", "SVAELoss", "SVAEObjective", "TrainConfig",
-    "TrainResult", "VAEObjective", "conv_objective", "finetune_autoencoder_to_sae", "train",
-    "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "ImageSet", "MetricRecord",
-    "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
-    "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
-    "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
-    "centerize", "centerize_spherize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
-    "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
-    "wrap_generator",
+    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "GeneratorAdapter", "MissingWeightsError",
+    "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
+    "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
+    "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "get_plugin_manager", "get_prior",
+    "hookimpl", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",
+    "spherize", "trainable_generators", "unregister", "wrap_autoencoder", "wrap_generator",
 ]
+
+# Names the top level exported before it was trimmed to the plugin layer: importable for one more release,
+# with a DeprecationWarning naming their home.
+_MOVED = {
+    **{name: "sphere_plugins.training" for name in (
+        "AEObjective", "Objective", "SAEObjective", "SVAEObjective", "TrainConfig", "TrainResult", "VAEObjective",
+        "conv_objective", "finetune_autoencoder_to_sae", "train")},
+    **{name: "sphere_plugins.data" for name in ("ImageSet", "load_images", "save_image_grid", "to_uint8")},
+    "MetricRecord": "sphere_plugins.metrics",
+}
+
+
+_SUBPACKAGES = ("data", "metrics", "training")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:  # `import sphere_plugins; sphere_plugins.training.train(...)` keeps working
+        return import_module(f"sphere_plugins.{name}")
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module 'sphere_plugins' has no attribute {name!r}")
+    warnings.warn(f"sphere_plugins.{name} is deprecated at the top level; import it from {home}",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(import_module(home), name)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sphere_plugins.files import atomic_path
 
 ACCEPTED_SPECS = (
     "'digits' (scikit-learn's 8x8 handwritten digits, shipped with scikit-learn), "
@@ -222,17 +222,3 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8, padd
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
     return path
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block finishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -48,11 +48,13 @@ class UnknownAdapterError(_NamedLookupError):
 class UnknownModelError(_NamedLookupError):
     """Raised when no plugin can load a model spec such as 'stylegan2:ffhq.pkl'."""
 
-    def __init__(self, spec: object, plugins: Iterable[str]):
+    def __init__(self, spec: object, plugins: Iterable[str], forms: Iterable[str] = ()):
         plugins = sorted(plugins)
+        forms = list(forms)
+        known = "; ".join(forms) if forms else "(no plugin declares a scheme)"
         super().__init__(
-            f"no plugin loads the model spec {spec!r}; expected 'scheme:rest' such as 'stylegan2:tiny', "
-            f"'diffusers:PATH', 'timm:resnet18' or 'builtin:tiny-ae'. Plugins loaded: {', '.join(plugins)}."
+            f"no plugin loads the model spec {spec!r}; expected 'scheme:rest', one of: {known}. "
+            f"Plugins loaded: {', '.join(plugins)}."
         )
         self.spec = spec
         self.plugins = plugins

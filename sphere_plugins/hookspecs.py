@@ -25,6 +25,11 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> Any:
     Return a `sphere_plugins.GeneratorAdapter`: latent shape, the radius the model expects (None
     means sqrt(d), for a model trained on N(0, I) latents), and `generate(z, **model_kwargs)`
     returning images NCHW in the declared output range.
+
+    One option is shared by every adapter whose model puts z on a sphere itself (StyleGAN2's mapping
+    network normalizes z): such an adapter sets `normalizes_z=True` on its GeneratorAdapter and, given
+    `options["normalize_z"] = False`, switches that normalization off (or raises ValueError when the
+    model cannot). Comparisons "without spherization" rely on it.
     """
 
 
@@ -65,4 +70,23 @@ def sphere_example_models() -> list[str]:
     The contract tests load every spec all plugins return and check each adapter's promises
     (both steps off = the raw model, codes on the sphere, every prior samples), so a new
     adapter is tested for free. Return an empty list when building one needs files.
+    """
+
+
+@hookspec
+def sphere_model_schemes() -> list[Any]:
+    """Return a `sphere_plugins.ModelScheme` for every spec scheme your `sphere_load_model` handles.
+
+    Error messages, `model_schemes()` and the benchmarks read the known schemes, their spec forms and
+    which models (generator, autoencoder) they give from here, so none of them keeps its own list.
+    """
+
+
+@hookspec
+def sphere_trainable_generators() -> list[Any]:
+    """Return a `sphere_plugins.TrainableGenerator` for each small generator you can train from scratch.
+
+    The benchmarks' sampling table trains one (chosen by name, e.g. "stylegan2") on its data with N(0, I)
+    latents and then samples it under every prior; a plugin offering one can be measured there unchanged.
+    Return an empty list when you offer none.
     """

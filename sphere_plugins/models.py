@@ -61,9 +61,9 @@ class ConvDecoder(nn.Module):
 
 class EncoderDecoder(nn.Module):
     """An encoder and a decoder as one module with encode/decode and `z_dim`: the shape every autoencoder
-    adapter understands."""
+    adapter understands. z_dim=None leaves the code size to be learnt from the first encode."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, z_dim: int):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, z_dim: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.models import ConvAutoencoder, EncoderDecoder
+from sphere_plugins.offers import ModelScheme
 from sphere_plugins.wrap import AutoencoderAdapter, GeneratorAdapter
 
 
@@ -27,21 +28,6 @@ def _declared_shape(model: Any, options: dict[str, Any]) -> tuple[int, ...] | No
         if isinstance(value, tuple) and value and all(isinstance(v, int) and v > 0 for v in value):
             return value
     return None
-
-
-class EncoderDecoder(nn.Module):
-    """An (encoder, decoder) pair seen as one autoencoder module."""
-
-    def __init__(self, encoder: nn.Module, decoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
 
 
 @hookimpl(trylast=True)
@@ -71,6 +57,11 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Autoencoder
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["builtin:tiny-ae"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("builtin", ("autoencoder",), "builtin:tiny-ae")]
 
 
 @hookimpl(trylast=True)

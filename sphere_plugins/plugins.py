@@ -14,6 +14,7 @@ import pluggy
 from sphere_plugins import hookspecs
 from sphere_plugins.errors import UnknownModelError
 from sphere_plugins.hookspecs import PROJECT, hookimpl
+from sphere_plugins.offers import ModelScheme, TrainableGenerator
 
 ENTRY_POINT_GROUP = "sphere_plugins"
 BUILTIN_PLUGINS = ("sphere_plugins.priors", "sphere_plugins.module_adapters")
@@ -22,7 +23,8 @@ LOAD_ENV = "SPHERE_PLUGINS_LOAD"
 # Any non-empty value prints every hook call to stderr.
 TRACE_ENV = "SPHERE_PLUGINS_TRACE"
 
-__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "load_model"]
+__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "load_model", "model_schemes",
+           "trainable_generators"]
 
 _manager: pluggy.PluginManager | None = None
 _listeners: list = []
@@ -118,11 +120,33 @@ def example_models() -> list[str]:
     return [spec for specs in get_plugin_manager().hook.sphere_example_models() for spec in specs]
 
 
+def model_schemes() -> dict[str, ModelScheme]:
+    """Every spec scheme the loaded plugins declare, by name (the first plugin to declare a name wins)."""
+    schemes: dict[str, ModelScheme] = {}
+    for declared in get_plugin_manager().hook.sphere_model_schemes():
+        for scheme in declared:
+            if not isinstance(scheme, ModelScheme):
+                raise TypeError(f"sphere_model_schemes must return ModelScheme objects, got {scheme!r}")
+            schemes.setdefault(scheme.name, scheme)
+    return schemes
+
+
+def trainable_generators() -> dict[str, TrainableGenerator]:
+    """The small trainable generators the loaded plugins offer, by name."""
+    offered: dict[str, TrainableGenerator] = {}
+    for declared in get_plugin_manager().hook.sphere_trainable_generators():
+        for trainable in declared:
+            if not isinstance(trainable, TrainableGenerator):
+                raise TypeError(f"sphere_trainable_generators must return TrainableGenerator objects, got {trainable!r}")
+            offered.setdefault(trainable.name, trainable)
+    return offered
+
+
 def load_model(spec: str, **options: Any) -> Any:
     """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...)."""
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', got {spec!r}")
     model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
     if model is None:
-        raise UnknownModelError(spec, plugin_names())
+        raise UnknownModelError(spec, plugin_names(), [s.usage for s in model_schemes().values()])
     return model

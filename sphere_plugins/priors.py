@@ -21,6 +21,7 @@ from torch import Tensor
 from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownPriorError
 from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.latent import Dims, centerize, group_size, vector_dims
 
 Sampler = Callable[..., Tensor]
 
@@ -186,3 +187,23 @@ def sphere_register_priors(register: Callable[..., None]) -> None:
     register("exponential", _exponential, "exponential with the given rate; mean 1/rate", rate=1.0)
     register("rademacher", _rademacher, "+1 or -1 with probability 1/2 each")
     register("bernoulli", _bernoulli, "1 with probability p, else 0", p=0.5)
+
+
+def redraw_degenerate(z: Tensor, draw: Callable[[int], Tensor], dims: Dims = None, center: bool = True,
+                      what: str = "the prior", max_rounds: int = 16) -> Tensor:
+    """`z` with every sample whose latent vector is zero (after centerize when `center`) replaced by a fresh
+    draw: `draw(k)` returns k new samples. Discrete priors in low d can do this; spherize cannot scale a zero.
+
+    Only the bad samples are redrawn, so the random stream is the same whether or not it happens elsewhere.
+    Raises ValueError naming `what` after `max_rounds` rounds that still leave zero vectors.
+    """
+    reduce = vector_dims(z, dims)
+    for _ in range(max_rounds):
+        probe = centerize(z, dims) if center else z
+        bad = (torch.linalg.vector_norm(probe, dim=reduce, keepdim=True) == 0).flatten(1).any(dim=1)
+        if not bool(bad.any()):
+            return z
+        z = z.clone()
+        z[bad] = draw(int(bad.sum())).to(z)
+    raise ValueError(f"{what} keeps producing latent vectors that are zero after centerize "
+                     f"(d={group_size(z.shape, dims)}); use a larger latent or another prior")

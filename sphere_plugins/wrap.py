@@ -12,12 +12,19 @@ from torch import Tensor, nn
 
 from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownAdapterError
-from sphere_plugins.latent import Dims, SphericalLatent, centerize, group_size, slerp, vector_dims
+from sphere_plugins.latent import Dims, SphericalLatent, slerp
 from sphere_plugins.loss import SAELoss
-from sphere_plugins.priors import get_prior
+from sphere_plugins.priors import get_prior, redraw_degenerate
 
-# How often `latents()` redraws vectors that centerize to zero before giving up.
-_MAX_REDRAWS = 16
+
+
+def module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in what float type `module` computes: its first floating-point parameter's, else the CPU and
+    torch's default dtype (latents are drawn there so they need no copy)."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
 
 
 @dataclass
@@ -27,6 +34,8 @@ class GeneratorAdapter:
     radius=None means sqrt(d) (d = entries of one latent): the norm of N(0, I) latents in high d.
     accepts_generator=True says generate() takes generator=, so sample() hands its torch.Generator
     on and a stochastic sampler (DDPM's per-step noise) reproduces from one seed.
+    normalizes_z=True says the model spherizes z itself and the adapter honours options["normalize_z"]=False
+    (see hookspecs.sphere_adapt_generator).
     """
 
     z_shape: tuple[int, ...]
@@ -37,6 +46,7 @@ class GeneratorAdapter:
     output_range: tuple[float, float] = (-1.0, 1.0)
     latent_entry: str = "input"
     accepts_generator: bool = False
+    normalizes_z: bool = False
 
 
 @dataclass
@@ -62,6 +72,16 @@ class AutoencoderOutput(NamedTuple):
 
     reconstruction: Tensor
     latent: Tensor
+
+
+def check_adapter_options(options: dict[str, Any], accepted: Sequence[str], what: str) -> None:
+    """Reject adapter options an adapter does not know (a typo would otherwise be ignored silently).
+
+    Adapters call it first in their sphere_adapt_* hook; `what` names the model in the message.
+    """
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {what}; accepted options: {', '.join(accepted)}")
 
 
 def _options(z_shape: Sequence[int] | None, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,12 +126,6 @@ class _SphericalBase(nn.Module):
             )
         return z
 
-    def _default_device_dtype(self) -> tuple[torch.device, torch.dtype]:
-        for tensor in self.parameters():
-            if tensor.is_floating_point():
-                return tensor.device, tensor.dtype
-        return torch.device("cpu"), torch.get_default_dtype()
-
     def latents(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
                 **prior_params: Any) -> Tensor:
         """Draw n latents from a prior (default: the wrapper's) and put them on the sphere.
@@ -124,26 +138,14 @@ class _SphericalBase(nn.Module):
             raise ValueError("the latent shape is unknown until the first encode(); pass z_shape= to the wrapper")
         name = self.prior if prior is None else prior
         params = {**self.prior_params, **prior_params} if prior is None else prior_params
-        device, dtype = self._default_device_dtype()
+        device, dtype = module_device_dtype(self)
         draw = get_prior(name)
         z = draw.sample((n, *self.z_shape), generator=generator, device=device, dtype=dtype, **params)
         if self.latent.spherize:
-            z = self._redraw_degenerate(z, draw, generator, params)
+            z = redraw_degenerate(
+                z, lambda k: draw.sample((k, *self.z_shape), generator=generator, device=device, dtype=dtype, **params),
+                self.latent.dims, self.latent.center, what=f"prior {draw.name!r} with parameters {params}")
         return self.latent(z)
-
-    def _redraw_degenerate(self, z: Tensor, draw, generator, params) -> Tensor:
-        reduce = vector_dims(z, self.latent.dims)
-        for _ in range(_MAX_REDRAWS):
-            probe = centerize(z, self.latent.dims) if self.latent.center else z
-            bad = (torch.linalg.vector_norm(probe, dim=reduce, keepdim=True) == 0).flatten(1).any(dim=1)
-            if not bool(bad.any()):
-                return z
-            fresh = draw.sample(z.shape, generator=generator, device=z.device, dtype=z.dtype, **params)
-            z = torch.where(bad.view(-1, *([1] * (z.dim() - 1))), fresh, z)
-        raise ValueError(
-            f"prior {draw.name!r} with parameters {params} keeps producing latent vectors that are zero after "
-            f"centerize (d={group_size(z.shape, self.latent.dims)}); use a larger latent or another prior"
-        )
 
     def extra_repr(self) -> str:
         return f"z_shape={self.z_shape}, prior={self.prior!r}"
@@ -162,6 +164,10 @@ class SphericalGenerator(_SphericalBase):
     def adapt(self, z: Tensor) -> Tensor:
         """The latents the model receives for raw latents `z`."""
         return self.latent(self._check_latent(z))
+
+    def extra_repr(self) -> str:
+        low, high = self.adapter.output_range
+        return f"{super().extra_repr()}, latent enters at: {self.adapter.latent_entry}, output range [{low:g}, {high:g}]"
 
     def forward(self, z: Tensor, **model_kwargs: Any) -> Tensor:
         return self.adapter.generate(self.adapt(z), **model_kwargs)

@@ -1,9 +1,12 @@
-"""The benchmark suites by name; each module has NAME, DESCRIPTION, MODEL_SCHEMES and run(ctx)."""
+"""The benchmark suites by name; each module has NAME, DESCRIPTION, run(ctx) and either MODEL_KIND (it takes
+--model specs of every plugin scheme whose models are of that kind) or MODEL_SCHEMES (the schemes it takes)."""
 
 from __future__ import annotations
 
 from importlib import import_module
 from types import ModuleType
+
+from sphere_plugins.plugins import model_schemes
 
 # In the order a full run goes through them: cheap and informative first.
 SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune")
@@ -14,3 +17,11 @@ def get_suite(name: str) -> ModuleType:
     if name not in SUITE_NAMES:
         raise ValueError(f"unknown suite {name!r}; expected one or more of: {', '.join(SUITE_NAMES)}")
     return import_module(f"benchmarks.suites.{name}")
+
+
+def accepted_schemes(suite: ModuleType) -> tuple[str, ...]:
+    """The --model schemes a suite takes: from the plugins' declared schemes when it names a MODEL_KIND."""
+    kind = getattr(suite, "MODEL_KIND", None)
+    if kind is None:
+        return tuple(suite.MODEL_SCHEMES)
+    return tuple(sorted(name for name, scheme in model_schemes().items() if kind in scheme.kinds))

@@ -4,7 +4,6 @@ architecture and budget on the digits (d_z = 10, as the paper's MNIST appendix):
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -70,12 +69,9 @@ def model_key(ctx: Context, s: dict, kind: str, n_images: int) -> dict:
 
 def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, data: Any) -> torch.nn.Module:
     """One objective trained on the training split; checkpoints in the cache make a re-run resume or skip."""
-    from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
     from sphere_plugins.training import TrainConfig, conv_objective, train
 
     folder = ctx.cache_path(f"train-{kind}", model_key(ctx, s, kind, len(data)), suffix="")
-    latest = latest_checkpoint(folder) if folder.exists() else None
-    start = load_checkpoint(latest).step if latest is not None else 0
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before in this process
         torch.manual_seed(ctx.options.seed)
         objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
@@ -85,11 +81,8 @@ def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, data: An
                          checkpoint_every=max(100, s["steps"] // 5), keep_checkpoints=1, resume=True,
                          log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
                          cpu=torch.device(ctx.device).type == "cpu")
-    began = time.perf_counter()
-    result = train(objective, images, config)
-    status = "cached" if start >= s["steps"] else ("resumed" if start else "computed")
-    ctx.note_part(f"train_{kind}", status, time.perf_counter() - began, from_step=start, steps=s["steps"],
-                  checkpoints=folder.name)
+    result = ctx.checkpointed(f"train_{kind}", folder, ctx.training_step(folder), s["steps"],
+                              lambda: train(objective, images, config))
     return result.objective.to(ctx.device).eval()
 
 

@@ -5,7 +5,6 @@ before and after. Quick scale pre-trains a tiny AutoencoderKL briefly as a VAE o
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 import torch
@@ -72,21 +71,9 @@ def train_config(ctx: Context, steps: int, s: dict, folder) -> Any:
                        cpu=torch.device(ctx.device).type == "cpu")
 
 
-def resumed_from(folder) -> int:
-    from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
-
-    latest = latest_checkpoint(folder) if folder.exists() else None
-    return load_checkpoint(latest).step if latest is not None else 0
-
-
 def run_training(ctx: Context, name: str, folder, steps: int, start_training) -> Any:
     """Run (or resume, or skip when finished) a cached training and note its status."""
-    start = resumed_from(folder)
-    began = time.perf_counter()
-    result = start_training()
-    status = "cached" if start >= steps else ("resumed" if start else "computed")
-    ctx.note_part(name, status, time.perf_counter() - began, from_step=start, steps=steps, checkpoints=folder.name)
-    return result
+    return ctx.checkpointed(name, folder, ctx.training_step(folder), steps, start_training)
 
 
 def given_vae(spec: str) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
-from benchmarks.timing import interleaved_times, median_ratio
+from sphere_plugins.timing import interleaved_times, median_ratio
 
 NAME = "overhead"
 DESCRIPTION = "cost of the plugin layer: wrapper vs raw model, centerize+spherize vs a copy, training steps"
@@ -27,7 +27,7 @@ PRESETS = {
 
 
 def settings(ctx: Context) -> dict:
-    return pick(ctx.options, PRESETS, repeats=ctx.options.steps)
+    return pick(ctx.options, PRESETS, repeats=ctx.options.rounds)
 
 
 def generators(device: str) -> dict[str, tuple[torch.nn.Module, int, dict]]:

@@ -71,17 +71,15 @@ def annulus_rows(dims: list[int]) -> list[dict]:
 def point_set(prior: str, n: int, d: int, projected: bool, generator: torch.Generator) -> torch.Tensor:
     """n points of a prior in R^d; `projected` centerizes and spherizes them onto the unit sphere."""
     from sphere_plugins import centerize, sample_prior, spherize
+    from sphere_plugins.priors import redraw_degenerate
 
-    z = sample_prior(prior, (n, d), generator=generator, dtype=torch.float64)
+    def draw(k: int) -> torch.Tensor:
+        return sample_prior(prior, (k, d), generator=generator, dtype=torch.float64)
+
+    z = draw(n)
     if not projected:
         return z
-    z = centerize(z)
-    zero = torch.linalg.vector_norm(z, dim=1) == 0
-    while bool(zero.any()):  # discrete priors in low d can centerize to zero: redraw those points
-        fresh = centerize(sample_prior(prior, (int(zero.sum()), d), generator=generator, dtype=torch.float64))
-        z[zero] = fresh
-        zero = torch.linalg.vector_norm(z, dim=1) == 0
-    return spherize(z)
+    return spherize(centerize(redraw_degenerate(z, draw, what=f"prior {prior!r} in d={d}")))
 
 
 def w2_rows(dims: list[int], n: int, repeats: int, seed: int) -> list[dict]:

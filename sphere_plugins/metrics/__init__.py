@@ -1,9 +1,11 @@
 """Image metrics with provenance: FID/KID (clean-fid Inception) or FD-<name> (offline classifier), SWD, LPIPS, MSE."""
 
+import warnings
+
 from sphere_plugins.metrics.features import (
+    ClassifierConfig,
     ClassifierFeatures,
     FeatureExtractor,
-    TrainingConfig,
     cached_features,
     classifier_features,
     default_cache_dir,
@@ -42,7 +44,7 @@ __all__ = [
     "InceptionFeatures",
     "LPIPS",
     "MetricRecord",
-    "TrainingConfig",
+    "ClassifierConfig",
     "cached_features",
     "check_inception_weights",
     "classifier_features",
@@ -69,3 +71,12 @@ __all__ = [
     "sliced_wasserstein",
     "sliced_wasserstein_distance",
 ]
+
+
+def __getattr__(name: str):
+    """Old names, kept for one release with a DeprecationWarning."""
+    if name == "TrainingConfig":
+        warnings.warn("sphere_plugins.metrics.TrainingConfig is deprecated; use sphere_plugins.metrics.ClassifierConfig",
+                      DeprecationWarning, stacklevel=2)
+        return ClassifierConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -91,7 +91,7 @@ class SmallClassifier(nn.Module):
 
 
 @dataclass
-class TrainingConfig:
+class ClassifierConfig:
     """How the offline classifier is trained; part of its cache key."""
 
     epochs: int = 10
@@ -136,11 +136,11 @@ class ClassifierFeatures:
 def classifier_features(
     data: ImageSet,
     cache_dir: str | os.PathLike | None = None,
-    config: TrainingConfig | None = None,
+    config: ClassifierConfig | None = None,
     device: str | torch.device = "cpu",
 ) -> ClassifierFeatures:
     """The offline feature network for `data`: loaded from the cache, else trained (and cached) on its labels."""
-    config = config or TrainingConfig()
+    config = config or ClassifierConfig()
     if data.labels is None:
         raise ValueError(
             f"data {data.name!r} has no class labels, so no classifier can be trained for offline FD; "
@@ -167,7 +167,7 @@ def classifier_features(
     return ClassifierFeatures(model, info, device)
 
 
-def _config_key(config: TrainingConfig) -> str:
+def _config_key(config: ClassifierConfig) -> str:
     """Short stable hash of the training configuration."""
     return hashlib.sha256(json.dumps(config.__dict__, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -193,7 +193,7 @@ def _state_fingerprint(state: dict[str, Tensor]) -> str:
     return tensor_fingerprint(*(state[k] for k in sorted(state)))
 
 
-def _train_classifier(data: ImageSet, config: TrainingConfig, fingerprint: str) -> tuple[SmallClassifier, dict]:
+def _train_classifier(data: ImageSet, config: ClassifierConfig, fingerprint: str) -> tuple[SmallClassifier, dict]:
     """Train on a fixed random split of `data` on the CPU and measure held-out accuracy."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
@@ -272,3 +272,15 @@ def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: in
     ]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
+
+
+_DEPRECATED = {"TrainingConfig": "ClassifierConfig"}
+
+
+def __getattr__(name: str):
+    """Old names, kept for one release with a DeprecationWarning."""
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"{__name__}.{name} is deprecated; use {__name__}.{new}", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

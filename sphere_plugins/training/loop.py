@@ -104,25 +104,36 @@ def _single_process() -> bool:
         torch.distributed.is_available() and torch.distributed.is_initialized())
 
 
+def _forget_other_accelerate_settings(cpu: bool, mixed_precision: str) -> None:
+    """Start accelerate's process-wide state afresh when it holds another device or precision.
+
+    accelerate keeps one state per process (device in PartialState, precision in AcceleratorState) and refuses
+    or ignores different settings later, while one process may train several runs with different settings.
+    accelerate offers no public reset, so this is the only place that touches its private `_shared_state` and
+    `_reset_state`; tests/core/test_train.py checks that they still exist and still do this.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not PartialState._shared_state:
+        return
+    wanted = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    device_differs = PartialState().device.type != wanted
+    precision_differs = bool(AcceleratorState._shared_state) and (
+        AcceleratorState().mixed_precision != mixed_precision)
+    if device_differs or precision_differs:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def make_accelerator(cpu: bool = False, mixed_precision: str = "no", gradient_accumulation_steps: int = 1,
                      find_unused_parameters: bool = False) -> Any:
     """An accelerate.Accelerator for these settings, even when an earlier run in this process used others."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedDataParallelKwargs
 
     if mixed_precision != "no" and (cpu or not torch.cuda.is_available()):
         raise ValueError(f"mixed_precision={mixed_precision!r} needs a GPU; use 'no' on the CPU")
-    # accelerate keeps one process-wide state (device in PartialState, precision in AcceleratorState) and
-    # refuses or ignores different settings later; a single process may train several runs with
-    # different settings, so start that state afresh when it differs.
-    if _single_process() and PartialState._shared_state:
-        wanted = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
-        device_differs = PartialState().device.type != wanted
-        precision_differs = bool(AcceleratorState._shared_state) and (
-            AcceleratorState().mixed_precision != mixed_precision)
-        if device_differs or precision_differs:
-            AcceleratorState._reset_state(reset_partial_state=True)
+    if _single_process():
+        _forget_other_accelerate_settings(cpu, mixed_precision)
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)]
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision,
                        gradient_accumulation_steps=gradient_accumulation_steps, kwargs_handlers=handlers)

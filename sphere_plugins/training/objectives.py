@@ -24,7 +24,7 @@ from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss, gaussian_kl, reconst
 from sphere_plugins.models import ConvDecoder, ConvEncoder
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.vmf import kl_to_uniform, sample_vmf
-from sphere_plugins.wrap import SphericalAutoencoder, wrap_autoencoder
+from sphere_plugins.wrap import SphericalAutoencoder, module_device_dtype, wrap_autoencoder
 
 Logs = dict[str, Tensor]
 KINDS = ("sae", "vae", "svae", "ae")
@@ -47,19 +47,13 @@ class Objective(nn.Module):
                **prior_params: Any) -> Tensor:
         raise NotImplementedError
 
-    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
-        for p in self.parameters():
-            if p.is_floating_point():
-                return p.device, p.dtype
-        return torch.device("cpu"), torch.get_default_dtype()
-
     def _prior_draw(self, n: int, z_shape: Sequence[int] | None, prior: str, generator: torch.Generator | None,
                     prior_params: dict[str, Any]) -> Tensor:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if z_shape is None:
             raise ValueError("the latent shape is unknown until the first forward pass; pass z_shape= to the objective")
-        device, dtype = self._device_dtype()
+        device, dtype = module_device_dtype(self)
         return sample_prior(prior, (n, *z_shape), generator=generator, device=device, dtype=dtype, **prior_params)
 
 

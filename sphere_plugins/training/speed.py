@@ -11,44 +11,31 @@ import argparse
 import copy
 import json
 import statistics
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from sphere_plugins.timing import interleaved_times
 from sphere_plugins.training.objectives import conv_objective
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step_times(objectives: dict[str, nn.Module], batch: Tensor, repeats: int = 30, warmup: int = 5,
                lr: float = 1e-3) -> dict[str, list[float]]:
-    """Seconds per training step of each objective on `batch`, measured round-robin; the order rotates each
-    round, since a fixed order lets caches and frequency scaling favour one position."""
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    """Seconds per training step of each objective on `batch`, timed round-robin (sphere_plugins.timing)."""
     optimizers = {name: torch.optim.Adam(obj.parameters(), lr=lr) for name, obj in objectives.items()}
-    times: dict[str, list[float]] = {name: [] for name in objectives}
-    names = list(objectives)
-    for round_index in range(warmup + repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            objective = objectives[name]
-            _sync(batch.device)
-            start = time.perf_counter()
-            loss, _ = objective(batch)
+
+    def step(name: str) -> Callable[[], None]:
+        def run() -> None:
+            loss, _ = objectives[name](batch)
             loss.backward()
             optimizers[name].step()
             optimizers[name].zero_grad(set_to_none=True)
-            _sync(batch.device)
-            if round_index >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
+        return run
+
+    return interleaved_times({name: step(name) for name in objectives}, repeats, device=batch.device,
+                             warmup=warmup, min_seconds=0)
 
 
 def compare_step_times(kinds: Sequence[str] = ("sae", "vae", "svae", "ae"), reference: str = "vae",

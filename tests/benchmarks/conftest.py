@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 
 TINY_THEORY = {"dims": [2, 16, 512], "pairs": 4000, "w2_points": 12, "w2_repeats": 2, "pdf_dims": [3, 512]}
 TINY_OVERHEAD = {"repeats": 2, "batch": 2, "step_repeats": 1, "copy_shapes": [[4, 8], [16, 32]]}
-TINY_SAMPLING = {"resolution": 8, "z_dim": 8, "channel_max": 8, "mapping_layers": 1, "steps": 2, "batch": 4,
+TINY_SAMPLING = {"resolution": 8, "z_dim": 8, "width": 8, "depth": 1, "steps": 2, "batch": 4,
                  "lr": 0.002, "n_samples": 20, "grid": 4, "limit": 150}
 TINY_AUTOENCODER = {"resolution": 8, "z_dim": 4, "width": 4, "steps": 3, "batch": 8, "lr": 1e-3, "n_samples": 20,
                     "held_out": 0.2, "tsne_points": 40, "limit": 150}
@@ -28,7 +28,7 @@ def tiny_presets(monkeypatch):
 
     monkeypatch.setitem(theory.PRESETS, "quick", dict(TINY_THEORY))
     monkeypatch.setitem(overhead.PRESETS, "quick", dict(TINY_OVERHEAD))
-    monkeypatch.setitem(sampling.PRESETS, "quick", dict(TINY_SAMPLING))
+    monkeypatch.setitem(sampling.PRESETS, "quick", sampling.Preset(**TINY_SAMPLING))
     monkeypatch.setitem(autoencoder.PRESETS, "quick", dict(TINY_AUTOENCODER))
     monkeypatch.setitem(finetune.PRESETS, "quick", dict(TINY_FINETUNE))
 

@@ -38,6 +38,7 @@ def test_unknown_suite_exits_2_naming_it_and_the_suites(run_cli, capsys, tmp_pat
 @pytest.mark.parametrize("argv, words", [
     (["--scale", "huge"], ["--scale", "huge"]),
     (["--steps", "0"], ["--steps", "0"]),
+    (["--rounds", "0"], ["--rounds", "0"]),
     (["--n-samples", "-3"], ["--n-samples"]),
     (["--seed", "x"], ["--seed"]),
     (["--resolution", "12"], ["--resolution", "power of two"]),

@@ -3,10 +3,13 @@ tables, records, figures and cached trainings (the numbers mean nothing at this 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import torch
+
+from sphere_plugins import GeneratorAdapter, TrainableGenerator, hookimpl, register, unregister
 
 PRIORS = ("normal", "uniform", "poisson", "chi2")
 
@@ -104,3 +107,67 @@ def test_unlabelled_folder_without_inception_names_the_missing_file(tiny_presets
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "inception-2015-12-05.pt" in err[0] and "labelled data" in err[0]
     assert not (tmp_path / "r" / "cache" / "sampling").exists()
+
+
+class _ToyGenerator(torch.nn.Module):
+    """A third-party generator: a linear map from z to images, known to the test's own adapter."""
+
+    def __init__(self, z_dim: int, channels: int, size: int):
+        super().__init__()
+        self.shape = (channels, size, size)
+        self.linear = torch.nn.Linear(z_dim, channels * size * size)
+
+    def forward(self, z):
+        return torch.tanh(self.linear(z)).view(-1, *self.shape)
+
+
+class _ToyPlugin:
+    """Offers a trainable generator and adapts it, through hooks only (nothing in benchmarks/ knows it)."""
+
+    trained: list = []
+
+    @hookimpl
+    def sphere_adapt_generator(self, model, options):
+        if not isinstance(model, _ToyGenerator):
+            return None
+        return GeneratorAdapter(z_shape=(model.linear.in_features,), generate=model, module=model, name="toy")
+
+    @hookimpl
+    def sphere_trainable_generators(self):
+        def train(images, *, z_dim, width, depth, steps, batch, lr, seed, device, checkpoint_dir, checkpoint_every,
+                  callback=None):
+            torch.manual_seed(seed)
+            self.trained.append(steps)
+            for step in range(steps):
+                callback(step)
+            return _ToyGenerator(z_dim, int(images.shape[1]), int(images.shape[-1]))
+
+        return [TrainableGenerator(name="toy", describe=lambda r, z, w, d: f"toy linear generator ({r}x{r}, z_dim {z})",
+                                   train=train, completed_steps=lambda folder: 0)]
+
+
+def test_a_third_party_trainable_generator_fills_the_sampling_table(tiny_presets, cheap_features, run_cli, tmp_path,
+                                                                     monkeypatch):
+    from benchmarks.suites import sampling
+
+    monkeypatch.setitem(sampling.PRESETS, "quick", dataclasses.replace(sampling.PRESETS["quick"], generator="toy"))
+    plugin = _ToyPlugin()
+    register(plugin, name="toy-third-party")
+    try:
+        assert run_cli(["sampling", "--out", str(tmp_path)]) == 0
+    finally:
+        unregister(plugin)
+    results = results_of(tmp_path, "sampling")
+    assert plugin.trained == [2]
+    assert results["parts"]["train_toy"]["status"] == "computed"
+    assert len(results["records"]) == 16
+    assert all(r["model"].startswith("toy linear generator (8x8, z_dim 8)") for r in results["records"])
+
+
+def test_the_sampling_suite_names_the_trainable_generators_on_offer(tiny_presets, cheap_features, run_cli, tmp_path,
+                                                                    monkeypatch, capsys):
+    from benchmarks.suites import sampling
+
+    monkeypatch.setitem(sampling.PRESETS, "quick", dataclasses.replace(sampling.PRESETS["quick"], generator="nope"))
+    assert run_cli(["sampling", "--out", str(tmp_path)]) != 0
+    assert "'nope', which no loaded plugin offers (offered: stylegan2)" in capsys.readouterr().err

@@ -165,3 +165,22 @@ def test_load_model_with_an_unknown_scheme_lists_the_plugins():
 def test_builtin_tiny_autoencoder_loads_with_options():
     model = sphere_plugins.load_model("builtin:tiny-ae", z_dim=7, resolution=8)
     assert model.encode(torch.zeros(2, 1, 8, 8)).shape == (2, 7)
+
+
+def test_training_names_moved_off_the_top_level_still_import_with_a_warning():
+    from sphere_plugins import training
+    from sphere_plugins.data import load_images
+
+    assert "train" not in sphere_plugins.__all__ and "TrainConfig" not in sphere_plugins.__all__
+    with pytest.warns(DeprecationWarning, match="sphere_plugins.training"):
+        assert sphere_plugins.TrainConfig is training.TrainConfig
+    with pytest.warns(DeprecationWarning, match="sphere_plugins.data"):
+        from sphere_plugins import load_images as old
+    assert old is load_images
+    with pytest.raises(AttributeError, match="no_such_name"):
+        sphere_plugins.no_such_name  # noqa: B018
+
+
+def test_every_top_level_name_is_exported_and_documented():
+    for name in sphere_plugins.__all__:
+        assert getattr(sphere_plugins, name).__doc__, name

@@ -271,3 +271,20 @@ def test_mixed_precision_training_runs_and_resumes_on_the_gpu(digits, tmp_path, 
     again = train(conv_objective(kind, width=8), digits,
                   _config(steps=6, cpu=False, mixed_precision=precision, checkpoint_dir=str(tmp_path), resume=True))
     assert again.resumed_from.name == "step-00000004" and again.step == 6
+
+
+def test_accelerate_private_state_used_by_make_accelerator_still_exists_and_resets():
+    # accelerate has no public reset; if a release renames these, this test names what broke.
+    from accelerate.state import AcceleratorState, PartialState
+
+    from sphere_plugins.training.loop import _forget_other_accelerate_settings, make_accelerator
+
+    assert isinstance(PartialState._shared_state, dict), "accelerate.state.PartialState._shared_state changed"
+    assert callable(getattr(AcceleratorState, "_reset_state", None)), "AcceleratorState._reset_state is gone"
+    make_accelerator(cpu=True)
+    assert PartialState._shared_state and AcceleratorState().mixed_precision == "no"
+    _forget_other_accelerate_settings(cpu=True, mixed_precision="no")  # same settings: kept
+    assert PartialState._shared_state
+    _forget_other_accelerate_settings(cpu=True, mixed_precision="fp16")  # other precision: forgotten
+    assert not PartialState._shared_state and not AcceleratorState._shared_state
+    make_accelerator(cpu=True)

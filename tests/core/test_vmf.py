@@ -213,3 +213,14 @@ def test_sampler_and_kl_keep_the_cuda_device_and_dtype():
     kl = vmf.kl_to_uniform(kappa, 10)
     assert z.device.type == kl.device.type == kappa.grad.device.type == "cuda"
     assert z.dtype == kl.dtype == torch.float32
+
+
+def test_log_prob_in_three_dimensions_matches_the_closed_form():
+    # In d=3 the vMF density is kappa / (4 pi sinh kappa) * exp(kappa mu.z) (surface measure).
+    from sphere_plugins.vmf import log_prob
+
+    z = torch.nn.functional.normalize(torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), dim=1)
+    mu = torch.nn.functional.normalize(torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), dim=1)
+    kappa = torch.tensor([0.5, 1.0, 2.0, 5.0, 10.0], dtype=torch.float64)
+    expected = torch.log(kappa / (4 * math.pi * torch.sinh(kappa))) + kappa * (mu * z).sum(1)
+    torch.testing.assert_close(log_prob(z, mu, kappa), expected)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sphere_plugins.data import load_images
-from sphere_plugins.metrics.features import TrainingConfig, classifier_features
+from sphere_plugins.metrics.features import ClassifierConfig, classifier_features
 
-FAST_TRAINING = TrainingConfig(epochs=3)
+FAST_TRAINING = ClassifierConfig(epochs=3)
 
 
 @pytest.fixture(scope="session")

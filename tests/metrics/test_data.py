@@ -137,3 +137,15 @@ def test_image_grid_png_has_tiles_at_expected_places(tmp_path):
     assert grid.shape == (2 * 4 + 1, 2 * 4 + 1)
     assert grid[1, 1] == 0 and grid[1, 5] == 255 and grid[5, 1] == 255
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
+
+
+def test_the_classifier_config_keeps_its_old_name_with_a_deprecation_warning():
+    import pytest
+
+    import sphere_plugins.metrics as metrics
+    from sphere_plugins.metrics import features
+
+    with pytest.warns(DeprecationWarning, match="ClassifierConfig"):
+        assert metrics.TrainingConfig is metrics.ClassifierConfig
+    with pytest.warns(DeprecationWarning, match="ClassifierConfig"):
+        assert features.TrainingConfig is features.ClassifierConfig

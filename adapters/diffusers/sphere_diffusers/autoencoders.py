@@ -18,8 +18,9 @@ from typing import Any
 
 from torch import Tensor
 
+from sphere_plugins.wrap import check_adapter_options
+
 from sphere_diffusers.adapter_types import DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter
-from sphere_diffusers.recognize import check_options
 
 OPTIONS = ("z_shape", "latent_size", "use_scaling_factor")
 
@@ -125,7 +126,7 @@ class VAECodec:
 
 
 def _codec(vae: Any, kind: str, options: dict[str, Any]) -> tuple[VAECodec, tuple[int, int, int]]:
-    check_options(options, OPTIONS, f"a diffusers {kind}")
+    check_adapter_options(options, OPTIONS, f"a diffusers {kind}")
     z_shape = latent_shape(vae, options)
     return VAECodec(vae, kind, z_shape, latent_scale(vae, options.get("use_scaling_factor", True))), z_shape
 

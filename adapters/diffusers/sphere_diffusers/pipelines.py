@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sphere_plugins.wrap import check_adapter_options
+
 from sphere_diffusers.adapter_types import DiffusersGeneratorAdapter
 from sphere_diffusers.recognize import (
     accepts_latents,
-    check_options,
     loop_pipeline_class,
     unsupported_message,
 )
@@ -144,11 +145,11 @@ def pipeline_adapter(pipe: Any, options: dict[str, Any]) -> DiffusersGeneratorAd
     """Describe a diffusion pipeline as a generator whose initial noise comes from the wrapper."""
     name = type(pipe).__name__
     if accepts_latents(type(pipe)):
-        check_options(options, LATENTS_OPTIONS, f"the {name} pipeline")
+        check_adapter_options(options, LATENTS_OPTIONS, f"the {name} pipeline")
         generate = LatentsCall(pipe, options.get("num_inference_steps"))
         entry = "initial noise, passed as latents= (the pipeline multiplies it by init_noise_sigma)"
     elif loop_pipeline_class(type(pipe)) is not None:
-        check_options(options, LOOP_OPTIONS, f"the {name} pipeline")
+        check_adapter_options(options, LOOP_OPTIONS, f"the {name} pipeline")
         generate = DenoisingLoop(pipe, options.get("num_inference_steps"), options.get("eta"))
         entry = "initial noise of the denoising loop (times scheduler.init_noise_sigma)"
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sphere_plugins import hookimpl
+from sphere_plugins.offers import ModelScheme
 
 from sphere_diffusers import autoencoders, pipelines
 from sphere_diffusers.loading import load_diffusers
@@ -50,3 +51,10 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["diffusers:tiny-vae", "diffusers:tiny-ddpm"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("diffusers", ("generator", "autoencoder"),
+                        "diffusers:PATH, diffusers:owner/repo (from the local cache), diffusers:tiny-vae or "
+                        "diffusers:tiny-ddpm", hub_ids=True)]

@@ -67,10 +67,3 @@ def unsupported_message(what: str) -> str:
     return (f"{what} is not supported by sphere_diffusers; supported: autoencoders "
             f"{', '.join(SUPPORTED_AUTOENCODERS)}; pipelines {', '.join(LOOP_PIPELINES)} and any pipeline "
             "whose __call__ accepts latents=")
-
-
-def check_options(options: dict[str, Any], accepted: tuple[str, ...], what: str) -> None:
-    """Reject adapter options this adapter does not know (a typo would otherwise be ignored)."""
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {what}; accepted options: {', '.join(accepted)}")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from sphere_plugins import SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
+from sphere_plugins.files import atomic_write
 
 from sphere_diffusers.adapter_types import DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter
 from sphere_diffusers.loading import load_folder
@@ -65,10 +65,7 @@ def save_spherical(wrapper: SphericalAutoencoder | SphericalGenerator, folder: s
     text = json.dumps(record, indent=2, sort_keys=True)  # fail before writing anything if not serializable
     folder = Path(folder)
     wrapper.adapter.source.save_pretrained(folder)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=ADAPTER_FILE, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text + "\n")
-    os.replace(temporary, folder / ADAPTER_FILE)
+    atomic_write(folder / ADAPTER_FILE, lambda handle: handle.write((text + "\n").encode()))
     return folder
 
 

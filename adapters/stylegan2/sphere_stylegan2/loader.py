@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from sphere_plugins.errors import MissingWeightsError, UnsafePickleError
+from sphere_plugins.files import atomic_write
 from sphere_stylegan2.discriminator import (
     Discriminator,
     DiscriminatorBlock,
@@ -23,7 +24,7 @@ from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator
 from sphere_stylegan2.layers import Conv2dLayer, FullyConnectedLayer
 from sphere_stylegan2.mapping import MappingNetwork
-from sphere_stylegan2.nvpickle import PersistentRecord, atomic_write, dump_nvlabs, plain, read_records
+from sphere_stylegan2.nvpickle import PersistentRecord, dump_nvlabs, plain, read_records
 from sphere_stylegan2.synthesis import SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer
 
 NETWORK_CLASSES: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (

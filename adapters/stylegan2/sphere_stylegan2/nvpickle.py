@@ -12,11 +12,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -214,18 +212,3 @@ class _NVlabsPickler(pickle._Pickler):
 def dump_nvlabs(obj: Any, stream: BinaryIO, persistent_types: tuple[type, ...]) -> None:
     """Pickle `obj`, writing modules of `persistent_types` in NVlabs' persistent-object form."""
     _NVlabsPickler(stream, persistent_types).dump(obj)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call write(binary_file) on a temporary file beside `path`, then move it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,14 +9,17 @@ from typing import Any
 from torch import Tensor, nn
 
 from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.wrap import GeneratorAdapter
+from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.wrap import GeneratorAdapter, check_adapter_options
 from sphere_stylegan2.configs import tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import labels
 from sphere_stylegan2.loader import load_network
 from sphere_stylegan2.mapping import MappingNetwork
+from sphere_stylegan2.trainable import TRAINABLE
 
 SCHEME = "stylegan2"
+OPTIONS = ("z_shape", "normalize_z")
 
 
 def is_stylegan_generator(model: Any) -> bool:
@@ -46,6 +49,7 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     """Describe a StyleGAN2 generator: z of width z_dim on the sphere of radius sqrt(z_dim)."""
     if not is_stylegan_generator(model):
         return None
+    check_adapter_options(options, OPTIONS, "a StyleGAN2 generator")
     z_shape = (model.z_dim,)
     if "z_shape" in options and tuple(options["z_shape"]) != z_shape:
         raise ValueError(f"z_shape must be {z_shape} for this StyleGAN2 generator (its z_dim), "
@@ -60,7 +64,7 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     entry = "z before the mapping network" + ("'s RMS normalization" if normalize_z else " (its normalization off)")
     return GeneratorAdapter(z_shape=z_shape, generate=make_generate(model, normalize_z),
                             radius=math.sqrt(model.z_dim), module=model, name=type(model).__name__,
-                            latent_entry=entry)
+                            latent_entry=entry, normalizes_z=True)
 
 
 @hookimpl
@@ -90,3 +94,14 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
 def sphere_example_models() -> list[str]:
     """The tiny random generator, buildable offline, for the contract tests."""
     return [f"{SCHEME}:tiny"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme(SCHEME, ("generator",), "stylegan2:PATH.pkl, stylegan2:FOLDER or stylegan2:tiny")]
+
+
+@hookimpl
+def sphere_trainable_generators() -> list[TrainableGenerator]:
+    """The tiny StyleGAN2 trained from scratch (the benchmarks' sampling table uses it)."""
+    return [TRAINABLE]

@@ -10,6 +10,7 @@ continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +21,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sphere_plugins import checkpoint
+from sphere_plugins.data import load_images
 from sphere_plugins.latent import SphericalLatent
 from sphere_plugins.priors import sample_prior
+from sphere_plugins.training.loop import make_accelerator as training_accelerator
 from sphere_stylegan2.generator import labels as as_labels
 
 LATENTS = ("normal", "spherical")
 
 
 @dataclass
-class TrainResult:
-    """The trained networks and one record per step (losses; r1 on regularization steps)."""
+class GANTrainResult:
+    """What train_gan returns: the trained networks and one record per step (losses; r1 on regularization steps)."""
 
     G: nn.Module
     D: nn.Module
@@ -54,15 +57,13 @@ class _SingleProcess:
         return None
 
 
-def make_accelerator(device: torch.device | str | None = None) -> Any:
+def gan_accelerator(device: torch.device | str | None = None) -> Any:
     """accelerate.Accelerator (on the CPU when device='cpu'), or a single-process stand-in without accelerate."""
     try:
         import accelerate  # noqa: F401  (only to learn whether it is installed)
     except ImportError:
         return _SingleProcess(device)
-    from sphere_plugins.training.loop import make_accelerator as core_accelerator
-
-    return core_accelerator(cpu=device is not None and torch.device(device).type == "cpu")
+    return training_accelerator(cpu=device is not None and torch.device(device).type == "cpu")
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -154,7 +155,7 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
               prior: str = "normal", prior_params: dict[str, Any] | None = None, accelerator: Any = None,
               device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
               checkpoint_every: int = 100, seed: int = 0,
-              callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+              callback: Callable[[int, dict[str, float]], None] | None = None) -> GANTrainResult:
     """Train (or fine-tune) G against D on `images` in [-1, 1] for `steps` steps of `batch_size` each.
 
     latent="spherical" draws z from `prior` and centerizes + spherizes it (radius sqrt(z_dim))
@@ -170,7 +171,7 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
         if not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     _check_data(images, G, labels)
-    accelerator = accelerator if accelerator is not None else make_accelerator(device)
+    accelerator = accelerator if accelerator is not None else gan_accelerator(device)
     device = accelerator.device
     rank = accelerator.process_index
 
@@ -204,7 +205,7 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
             return None
         return data_labels[torch.randint(len(data), (batch_size,), device=device)]
 
-    result = TrainResult(G, D, G_ema, resumed_from=start)
+    result = GANTrainResult(G, D, G_ema, resumed_from=start)
     forked = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=forked):
         for step in range(start, steps):
@@ -257,14 +258,23 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
 
 
 def digits_images(resolution: int = 8) -> tuple[Tensor, Tensor]:
-    """scikit-learn's 8x8 digits as [N, 1, R, R] images in [-1, 1] (bilinear resize) and their labels."""
-    from sklearn.datasets import load_digits
+    """Deprecated: use `sphere_plugins.data.load_images("digits", resolution=R)` (its .images and .labels)."""
+    warnings.warn("sphere_stylegan2.train.digits_images is deprecated; use "
+                  "sphere_plugins.data.load_images('digits', resolution=R) (.images, .labels)",
+                  DeprecationWarning, stacklevel=2)
+    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
+    digits = load_images("digits", resolution=resolution)
+    return digits.images, digits.labels
 
-    digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
-    if resolution != 8:
-        if resolution < 4 or resolution & (resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    return images.clamp(-1, 1), torch.as_tensor(digits.target, dtype=torch.long)
 
+_DEPRECATED = {"TrainResult": "GANTrainResult", "make_accelerator": "gan_accelerator"}
+
+
+def __getattr__(name: str):
+    """Old names, kept for one release with a DeprecationWarning."""
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"{__name__}.{name} is deprecated; use {__name__}.{new}", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

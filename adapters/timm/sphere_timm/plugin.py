@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sphere_plugins import AutoencoderAdapter, hookimpl
+from sphere_plugins.offers import ModelScheme
+from sphere_plugins.wrap import check_adapter_options
 from torch import nn
 
 from sphere_timm.autoencoder import TimmAutoencoder, build_timm_autoencoder
@@ -27,9 +29,7 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Autoencoder
     autoencoder = _as_autoencoder(model)
     if autoencoder is None:
         return None
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for a timm autoencoder; accepted options: {', '.join(OPTIONS)}")
+    check_adapter_options(options, OPTIONS, "a timm autoencoder")
     z_shape = tuple(options.get("z_shape") or (autoencoder.z_dim,))
     if z_shape != (autoencoder.z_dim,):
         raise ValueError(f"z_shape must be ({autoencoder.z_dim},) for this TimmEncoder (z_dim), got {z_shape!r}")
@@ -49,3 +49,8 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> TimmAutoencoder | N
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["timm:test_resnet"]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("timm", ("autoencoder",), "timm:MODEL_NAME (an encoder such as timm:resnet18, with a decoder)")]

@@ -171,3 +171,11 @@ def test_normalize_z_false_on_a_foreign_generator_explains_what_to_do(tmp_path):
     G, _ = _snapshot(tmp_path)
     with pytest.raises(ValueError, match="normalize_z.*load_network"):
         wrap_generator(_NVlabsStyleG(G), options={"normalize_z": False})
+
+
+def test_an_unknown_adapter_option_is_named_with_the_accepted_ones():
+    from sphere_plugins import load_model
+
+    G = load_model("stylegan2:tiny", resolution=8, channels=1, z_dim=8, w_dim=8)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['normalise_z'\].*z_shape, normalize_z"):
+        wrap_generator(G, options={"normalise_z": False})

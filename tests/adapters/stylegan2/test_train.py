@@ -12,7 +12,8 @@ from torch import nn
 from sphere_plugins.checkpoint import latest_checkpoint
 from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
 from sphere_stylegan2.loader import load_network, save_nvlabs_pickle
-from sphere_stylegan2.train import _SingleProcess, digits_images, ema_beta, r1_penalty, train_gan, update_ema
+from sphere_plugins.data import load_images
+from sphere_stylegan2.train import _SingleProcess, ema_beta, r1_penalty, train_gan, update_ema
 
 DIGITS = dict(resolution=8, channels=1, z_dim=32, w_dim=32, channel_max=32)
 SMALL = dict(resolution=8, channels=1, z_dim=8, w_dim=8, channel_max=8)
@@ -20,7 +21,8 @@ SMALL = dict(resolution=8, channels=1, z_dim=8, w_dim=8, channel_max=8)
 
 @pytest.fixture(scope="module")
 def digits():
-    return digits_images(8)
+    digits = load_images("digits", resolution=8)
+    return digits.images, digits.labels
 
 
 def _sliced_wasserstein(a, b, directions=64):
@@ -145,7 +147,8 @@ def test_unknown_latent_kind_is_refused(digits):
 
 
 def test_digits_are_scaled_to_minus_one_one():
-    images, labels = digits_images(16)
+    digits = load_images("digits", resolution=16)
+    images, labels = digits.images, digits.labels
     assert images.shape == (1797, 1, 16, 16) and labels.shape == (1797,)
     assert images.min() == -1.0 and images.max() <= 1.0
 
@@ -154,13 +157,14 @@ WORKER = '''
 import sys
 import torch
 from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
-from sphere_stylegan2.train import digits_images, make_accelerator, train_gan
+from sphere_plugins.data import load_images
+from sphere_stylegan2.train import gan_accelerator, train_gan
 torch.set_num_threads(1)
-accelerator = make_accelerator("cpu")
+accelerator = gan_accelerator("cpu")
 options = dict(resolution=8, channels=1, z_dim=8, w_dim=8, channel_max=8)
 rank = accelerator.process_index  # different initial weights per rank: training must start from rank 0's
 result = train_gan(tiny_generator(**options, seed=rank), tiny_discriminator(**options, seed=10 + rank),
-                   digits_images(8)[0], steps=2, batch_size=4, r1_interval=2, accelerator=accelerator)
+                   load_images("digits", resolution=8).images, steps=2, batch_size=4, r1_interval=2, accelerator=accelerator)
 weights = torch.cat([p.detach().flatten() for p in (*result.G.parameters(), *result.D.parameters())])
 torch.save(weights, f"{sys.argv[1]}/rank{accelerator.process_index}-of-{accelerator.num_processes}.pt")
 '''
@@ -175,3 +179,15 @@ def test_two_processes_through_accelerate_start_from_rank_0_and_stay_identical(t
                    capture_output=True, timeout=120)
     first, second = torch.load(tmp_path / "rank0-of-2.pt"), torch.load(tmp_path / "rank1-of-2.pt")
     assert torch.equal(first, second)
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    import sphere_stylegan2.train as train_module
+
+    with pytest.warns(DeprecationWarning, match="GANTrainResult"):
+        assert train_module.TrainResult is train_module.GANTrainResult
+    with pytest.warns(DeprecationWarning, match="gan_accelerator"):
+        assert train_module.make_accelerator is train_module.gan_accelerator
+    with pytest.warns(DeprecationWarning, match="load_images"):
+        images, labels = train_module.digits_images(8)
+    assert images.shape == (1797, 1, 8, 8) and labels.shape == (1797,)

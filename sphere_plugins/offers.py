@@ -1,0 +1,59 @@
+"""What plugins offer besides adapters: the model-spec schemes they load and small generators they can train.
+
+Callers (benchmarks, error messages, CLIs) read these through `sphere_plugins.plugins` instead of keeping
+their own lists, so a third-party plugin shows up everywhere by implementing the hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+KINDS = ("generator", "autoencoder")
+
+
+@dataclass(frozen=True)
+class ModelScheme:
+    """A spec scheme a plugin loads ("stylegan2" in "stylegan2:ffhq.pkl") and what its models are.
+
+    `kinds`: which of "generator" / "autoencoder" the loaded models wrap as.
+    `usage`: the spec forms, for help and error messages, e.g. "stylegan2:PATH.pkl or stylegan2:tiny".
+    `hub_ids`: whether "owner/name" after the colon may name a model the plugin finds in a local cache
+    (so a missing path is not an error by itself).
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    usage: str
+    hub_ids: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - set(KINDS))
+        if not self.name or ":" in self.name or unknown:
+            raise ValueError(f"ModelScheme needs a name without ':' and kinds among {KINDS}; "
+                             f"got name={self.name!r}, kinds={self.kinds!r}")
+
+
+@dataclass(frozen=True)
+class TrainableGenerator:
+    """A small generator a plugin can build and train on images with N(0, I) latents (for benchmarks).
+
+    `describe(resolution, z_dim, width, depth)` names the network in one line (it labels results).
+    `train(images, *, z_dim, width, depth, steps, batch, lr, seed, device, checkpoint_dir, checkpoint_every,
+    callback)` trains on `images` (N, C, H, W in [-1, 1]), resumes from the newest checkpoint in
+    `checkpoint_dir`, calls `callback(step)` after each step it runs, and returns the generator to sample
+    (an nn.Module that `wrap_generator` recognizes). `width` is the largest channel count, `depth` the
+    number of layers of the latent-to-style network (or the plugin's closest notion of it).
+    `completed_steps(checkpoint_dir)` says how many steps the checkpoints there hold (0 when none).
+    """
+
+    name: str
+    describe: Callable[[int, int, int, int], str]
+    train: Callable[..., nn.Module]
+    completed_steps: Callable[[Path], int]
+
+
+__all__ = ["KINDS", "ModelScheme", "TrainableGenerator"]
