@@ -27,7 +27,9 @@ _RANGE_TOLERANCE = 1e-4
 
 @dataclass
 class ImageSet:
-    """Images in [-1, 1] (float32, NCHW), optional integer class labels, and a name for reports."""
+    """Images in [-1, 1] (float32, NCHW), optional integer class labels, and a name for reports; `origin` says how
+    an idx data set was loaded (dataset, folder, split, pad, resolution, channels) so its reference feature
+    network can be rebuilt from the train split whatever subset this is."""
 
     images: Tensor
     labels: Tensor | None

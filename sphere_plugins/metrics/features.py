@@ -65,7 +65,7 @@ def tensor_fingerprint(*tensors: Tensor | None) -> str:
 class SmallClassifier(nn.Module):
     """Three conv + batch-norm blocks and two linear layers; `features` is the penultimate layer before its ReLU."""
 
-    def __init__(self, in_channels: int, n_classes: int, width: int = 32, feature_dim: int = 64):
+    def __init__(self, in_channels: int, n_classes: int, width: int = 32, feature_dim: int = 64, pool: int = 2):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
@@ -77,9 +77,9 @@ class SmallClassifier(nn.Module):
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
             nn.BatchNorm2d(2 * width),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2),
+            nn.AdaptiveAvgPool2d(pool),
             nn.Flatten(),
-            nn.Linear(8 * width, feature_dim),
+            nn.Linear(2 * width * pool * pool, feature_dim),
         )
         self.head = nn.Linear(feature_dim, n_classes)
 
@@ -104,6 +104,7 @@ class TrainingConfig:
     width: int = 32
     feature_dim: int = 64
     lr_decay: bool = False  # linear decay to zero over training: better accuracy from few epochs
+    pool: int = 2  # side of the pooled feature map before the feature layer
 
 
 class ClassifierFeatures:
@@ -137,7 +138,7 @@ class ClassifierFeatures:
 
 
 IDX_NAMES = {"fashion-mnist": "fmnist", "mnist": "mnist"}
-IDX_TRAINING = TrainingConfig(epochs=2, batch_size=128, width=16, test_fraction=0.0, lr_decay=True)
+IDX_TRAINING = TrainingConfig(epochs=3, batch_size=64, width=16, test_fraction=0.0, lr_decay=True, pool=4)
 
 
 def classifier_features(
@@ -250,7 +251,8 @@ def _load_classifier(weights_path: Path, info_path: Path, fingerprint: str, devi
     if info["data_fingerprint"] != fingerprint:
         raise ValueError("data fingerprint does not match")
     c = info["image_shape"][0]
-    model = SmallClassifier(c, info["n_classes"], info["config"]["width"], info["config"]["feature_dim"])
+    settings = info["config"]
+    model = SmallClassifier(c, info["n_classes"], settings["width"], settings["feature_dim"], settings.get("pool", 2))
     state = load_file(str(weights_path))
     if _state_fingerprint(state) != info["weights_fingerprint"]:
         raise ValueError("weights do not match their recorded fingerprint")
@@ -281,7 +283,7 @@ def _train_classifier(
     n_classes = int(labels.max().item()) + 1
     with _one_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = SmallClassifier(images.shape[1], n_classes, config.width, config.feature_dim)
+        model = SmallClassifier(images.shape[1], n_classes, config.width, config.feature_dim, config.pool)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         steps = config.epochs * -(-len(train_idx) // config.batch_size)
         schedule = torch.optim.lr_scheduler.LambdaLR(
