@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the core, its extras and the first-party adapters, editable.
 # Idempotent: a stamp holding a hash of every install input skips pip when nothing changed.
+# Also makes Fashion-MNIST available: Debian's dataset-fashion-mnist when run as root with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fmnist_dir="${SPHERE_PLUGINS_DATA:-/usr/share/datasets}/fashion-mnist"
+fmnist_hint="get them with 'sudo apt-get install dataset-fashion-mnist' (Debian/Ubuntu) or copy the four idx files (train-images-idx3-ubyte.gz, ...) into $fmnist_dir"
+if [ ! -f "$fmnist_dir/t10k-labels-idx1-ubyte.gz" ] && [ ! -f "$fmnist_dir/t10k-labels-idx1-ubyte" ]; then
+    if [ "$(id -u)" = 0 ] && [ -z "${SPHERE_PLUGINS_DATA:-}" ] && command -v apt-get >/dev/null; then
+        echo "setup: installing Fashion-MNIST (dataset-fashion-mnist) with apt-get"
+        if ! { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; then
+            echo "setup: apt-get could not install dataset-fashion-mnist; Fashion-MNIST benchmarks need its files: $fmnist_hint"
+        fi
+    else
+        echo "setup: Fashion-MNIST files are not in $fmnist_dir; $fmnist_hint"
+    fi
+fi
 
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

@@ -12,6 +12,7 @@ from importlib import import_module
 
 from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.errors import (
+    DataFileError,
     MissingWeightsError,
     SpherePluginsError,
     UnknownAdapterError,
@@ -46,8 +47,8 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "GeneratorAdapter", "MissingWeightsError",
-    "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
+    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "DataFileError", "GeneratorAdapter",
+    "MissingWeightsError", "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
     "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
     "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "get_plugin_manager", "get_prior",
     "hookimpl", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",

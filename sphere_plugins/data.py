@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ from sphere_plugins.files import atomic_path
 ACCEPTED_SPECS = (
     "'digits' (scikit-learn's 8x8 handwritten digits, shipped with scikit-learn), "
     "'folder:PATH' (a folder of PNG/JPEG/... files; sub-folder names become class labels), "
+    "'fashion-mnist' or 'mnist' with an optional ':PATH' (a folder with the four idx files) and ':train' or "
+    "':test' (default train), "
     "or a float tensor [N, C, H, W] with values in [-1, 1]"
 )
 _RANGE_TOLERANCE = 1e-4
@@ -25,13 +27,16 @@ _RANGE_TOLERANCE = 1e-4
 
 @dataclass
 class ImageSet:
-    """Images in [-1, 1] (float32, NCHW), optional integer class labels, and a name for reports."""
+    """Images in [-1, 1] (float32, NCHW), optional integer class labels, and a name for reports; `origin` says how
+    an idx data set was loaded (dataset, folder, split, pad, resolution, channels) so its reference feature
+    network can be rebuilt from the train split whatever subset this is."""
 
     images: Tensor
     labels: Tensor | None
     name: str
     description: str = ""
     class_names: tuple[str, ...] = ()
+    origin: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -42,15 +47,29 @@ def load_images(
     resolution: int | None = None,
     channels: int | None = None,
     limit: int | None = None,
+    pad: int = 0,
 ) -> ImageSet:
-    """Load a benchmark image set from a spec string or a tensor, resized and limited on request."""
+    """Load a benchmark image set from a spec string or a tensor, padded, resized and limited on request.
+
+    `pad` adds that many background (-1) pixels on every side before any resize: `pad=2` turns Fashion-MNIST's
+    28x28 into the 32x32 StyleGAN2 needs without resampling; `resolution=32` would resize (bilinear) instead.
+    """
     _check_options(resolution, channels, limit)
+    if not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an int >= 0, got {pad!r}")
     if isinstance(spec, Tensor):
         images = check_image_tensor(spec, "spec")
         if limit is not None:
             images = images[:limit]
-        images = convert_images(images, resolution, channels)
+        images = convert_images(images, resolution, channels, pad)
         return ImageSet(images.float(), None, "tensor", f"{images.shape[0]} images given as a tensor")
+    if isinstance(spec, str) and spec.partition(":")[0] in IDX_DATASETS:
+        return _load_idx(spec, resolution, channels, limit, pad)
+    if pad:
+        image_set = load_images(spec, None, channels, limit)
+        image_set.images = convert_images(image_set.images, resolution, None, pad)
+        image_set.description += f", padded by {pad} to {image_set.images.shape[-1]}x{image_set.images.shape[-2]}"
+        return image_set
     if isinstance(spec, str) and spec == "digits":
         return _load_digits(resolution, channels, limit)
     if isinstance(spec, str) and spec.startswith("folder:"):
@@ -77,8 +96,13 @@ def check_image_tensor(images: Tensor, name: str = "images") -> Tensor:
     return images
 
 
-def convert_images(images: Tensor, resolution: int | None = None, channels: int | None = None) -> Tensor:
-    """Resize to `resolution` x `resolution` (bilinear, antialiased) and convert to `channels` (1 or 3)."""
+def convert_images(
+    images: Tensor, resolution: int | None = None, channels: int | None = None, pad: int = 0
+) -> Tensor:
+    """Pad by `pad` background (-1) pixels per side, resize to `resolution` x `resolution` (bilinear,
+    antialiased) and convert to `channels` (1 or 3)."""
+    if pad:
+        images = F.pad(images, (pad, pad, pad, pad), value=-1.0)
     if resolution is not None and tuple(images.shape[-2:]) != (resolution, resolution):
         images = F.interpolate(
             images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
@@ -120,6 +144,47 @@ def _load_digits(resolution: int | None, channels: int | None, limit: int | None
         "digits",
         f"scikit-learn digits: {images.shape[0]} images{resized}, 10 classes",
         tuple(str(d) for d in range(10)),
+    )
+
+
+IDX_DATASETS = ("fashion-mnist", "mnist")
+
+
+def parse_idx_spec(spec: str) -> tuple[str, Path, str]:
+    """('fashion-mnist' | 'mnist', folder, 'train' | 'test') of a spec such as 'fashion-mnist:PATH:test'."""
+    from sphere_plugins.idx import SPLITS, data_folder
+
+    dataset, _, rest = spec.partition(":")
+    split = "train"
+    for name in SPLITS:
+        if rest == name or rest.endswith(f":{name}"):
+            split, rest = name, rest[: -len(name)].rstrip(":")
+            break
+    return dataset, Path(rest).expanduser() if rest else data_folder(dataset), split
+
+
+def _load_idx(spec: str, resolution: int | None, channels: int | None, limit: int | None, pad: int) -> ImageSet:
+    """A split of Fashion-MNIST or MNIST from its idx files, as pixel / 127.5 - 1."""
+    from sphere_plugins.idx import CLASS_NAMES, read_split
+
+    dataset, folder, split = parse_idx_spec(spec)
+    pixels, targets = read_split(folder, split, dataset)
+    if limit is not None:
+        pixels, targets = pixels[:limit], targets[:limit]
+    images = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+    images = convert_images(images, resolution, channels, pad)
+    h, w = images.shape[-2:]
+    changes = f", padded by {pad}" if pad else ""
+    changes += f", resized to {w}x{h}" if resolution is not None and resolution != 28 + 2 * pad else ""
+    origin = {"dataset": dataset, "folder": str(folder), "split": split,
+              "resolution": resolution, "channels": channels, "pad": pad}
+    return ImageSet(
+        images,
+        torch.from_numpy(targets.astype(np.int64)),
+        dataset,
+        f"{dataset} {split} split from {folder}: {images.shape[0]} images, 28x28{changes}, 10 classes",
+        CLASS_NAMES[dataset],
+        origin,
     )
 
 

@@ -75,3 +75,7 @@ class MissingWeightsError(SpherePluginsError, FileNotFoundError):
 
 class UnsafePickleError(SpherePluginsError, ValueError):
     """Raised when a pickle names a global outside the allowed set; nothing from it was executed."""
+
+
+class DataFileError(SpherePluginsError, ValueError):
+    """Raised when a data file is missing, truncated or not what its name promises; the message names the file."""

@@ -1,4 +1,5 @@
-"""Image metrics with provenance: FID/KID (clean-fid Inception) or FD-<name> (offline classifier), SWD, LPIPS, MSE."""
+"""Image metrics with provenance: FID/KID (clean-fid Inception) or FD-<name> (offline classifier), SWD, LPIPS, MSE,
+precision/recall and density/coverage."""
 
 import warnings
 
@@ -29,6 +30,7 @@ from sphere_plugins.metrics.inception import (
     inception_available,
     inception_weights_path,
 )
+from sphere_plugins.metrics.manifold import density_coverage, precision_recall
 from sphere_plugins.metrics.mse import compute_mse, mse_per_image
 from sphere_plugins.metrics.perceptual import LPIPS, compute_lpips, lpips_backbone_path
 from sphere_plugins.metrics.record import MetricRecord, library_versions
@@ -54,6 +56,7 @@ __all__ = [
     "compute_mse",
     "compute_swd",
     "default_cache_dir",
+    "density_coverage",
     "extract_features",
     "fd_label",
     "frechet_distance",
@@ -67,6 +70,7 @@ __all__ = [
     "library_versions",
     "lpips_backbone_path",
     "mse_per_image",
+    "precision_recall",
     "resolve_features",
     "sliced_wasserstein",
     "sliced_wasserstein_distance",

@@ -120,7 +120,7 @@ def test_tensor_spec_out_of_range_or_misshapen_is_rejected(bad, fragment):
 
 def test_unknown_spec_lists_accepted_forms():
     with pytest.raises(ValueError) as info:
-        load_images("mnist")
+        load_images("cifar10")
     assert "'digits'" in str(info.value) and "folder:PATH" in str(info.value)
 
 
