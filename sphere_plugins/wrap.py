@@ -146,7 +146,8 @@ class _SphericalBase(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"z_shape={self.z_shape}, prior={self.prior!r}"
+        noise = getattr(self, "latent_noise", 0.0)
+        return f"z_shape={self.z_shape}, prior={self.prior!r}" + (f", latent_noise={noise:g}" if noise else "")
 
 
 class SphericalGenerator(_SphericalBase):
@@ -194,11 +195,12 @@ class SphericalAutoencoder(_SphericalBase):
 
     def __init__(self, adapter: AutoencoderAdapter, center: bool = True, spherize: bool = True,
                  radius: float | None = None, dims: Dims = None, loss: nn.Module | None = None,
-                 prior: str = "normal", prior_params: dict[str, Any] | None = None):
+                 prior: str = "normal", prior_params: dict[str, Any] | None = None, latent_noise: float = 0.0):
         super().__init__(adapter.module, adapter.z_shape, radius if radius is not None else adapter.radius,
                          center, spherize, dims, prior, prior_params or {})
         self.adapter = adapter
         self.loss_fn = loss if loss is not None else SAELoss()
+        self.latent_noise = check_latent_noise(latent_noise)
 
     def _check_images(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or not x.is_floating_point():
@@ -231,18 +233,52 @@ class SphericalAutoencoder(_SphericalBase):
         """Images for codes `z` (expected on the sphere: use encode() or latents())."""
         return self.adapter.decode(self._check_latent(z))
 
-    def forward(self, x: Tensor, check: bool = True) -> AutoencoderOutput:
+    def forward(self, x: Tensor, check: bool = True, latent_noise: float | None = None) -> AutoencoderOutput:
+        """Reconstruct `x`; `latent` is the clean code.
+
+        In training mode (module.train()) with latent noise (`latent_noise`, None: the wrapper's own) the
+        decoder sees perturb(code) instead of the code; in eval mode it never does.
+        """
         z = self.encode(x, check)
-        return AutoencoderOutput(self.adapter.decode(z), z)
+        sigma = self.latent_noise if latent_noise is None else check_latent_noise(latent_noise)
+        decoded = self.perturb(z, sigma) if self.training and sigma > 0 else z
+        return AutoencoderOutput(self.adapter.decode(decoded), z)
+
+    def perturb(self, z: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
+        """Codes moved by Gaussian noise on the sphere: the wrapper's constraint applied to z + noise.
+
+        Each noise vector has i.i.d. entries of std sigma * radius / sqrt(d), so its expected norm is
+        sigma * radius whatever d is (the angle it turns a code by is about atan(sigma)). Projecting
+        through the wrapper's own constraint keeps the result on the sphere and, for a centering wrapper,
+        in the same zero-mean subspace as the codes. Gradients flow to z; the noise comes from
+        `generator` or torch's global RNG (which the training loop seeds and checkpoints).
+        """
+        sigma = check_latent_noise(sigma, "sigma")
+        if sigma == 0:
+            return z
+        std = sigma * self.latent.radius_for(z) / math.sqrt(group_size(z.shape, self.latent.dims))
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        return self.latent(z + std * noise, check=False)
 
     def loss(self, x: Tensor) -> Tensor:
-        """Reconstruction-only loss of eq. (11): the drop-in replacement for a VAE loss."""
+        """Reconstruction-only loss of eq. (11): the drop-in replacement for a VAE loss.
+
+        With latent_noise > 0 and the wrapper in training mode, the reconstruction comes from the
+        perturbed code (see forward); the target is always the clean `x`.
+        """
         return self.loss_fn(x, self(x).reconstruction)
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
                **prior_params: Any) -> Tensor:
         """Decode n latents drawn from any registered prior and put on the sphere."""
         return self.adapter.decode(self.latents(n, prior, generator, **prior_params))
+
+
+def check_latent_noise(sigma: Any, argument: str = "latent_noise") -> float:
+    """`sigma` as a float, or ValueError unless it is a finite number >= 0."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"{argument} must be a finite number >= 0 (noise std relative to the radius), got {sigma!r}")
+    return float(sigma)
 
 
 def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
@@ -265,13 +301,17 @@ def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radiu
 def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
                      *, z_shape: Sequence[int] | int | None = None, dims: Dims = None,
                      options: dict[str, Any] | None = None, loss: nn.Module | None = None,
-                     prior: str = "normal", **prior_params: Any) -> SphericalAutoencoder:
+                     prior: str = "normal", latent_noise: float = 0.0, **prior_params: Any) -> SphericalAutoencoder:
     """Wrap an autoencoder (a module with encode/decode, or an (encoder, decoder) pair, or any model
-    a plugin recognizes) into a spherical autoencoder."""
+    a plugin recognizes) into a spherical autoencoder.
+
+    latent_noise=SIGMA (off by default) trains the decoder on codes perturbed on the sphere (see
+    SphericalAutoencoder.perturb), so that it also decodes the space between codes where prior draws land.
+    """
     if isinstance(model, SphericalAutoencoder):
         raise ValueError("model is already a SphericalAutoencoder; wrap the raw model instead")
     adapter = plugins.adapt_autoencoder(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "autoencoder", plugins.plugin_names())
     return SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                                loss=loss, prior=prior, prior_params=prior_params)
+                                loss=loss, prior=prior, prior_params=prior_params, latent_noise=latent_noise)

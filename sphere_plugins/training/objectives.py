@@ -24,7 +24,7 @@ from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss, gaussian_kl, reconst
 from sphere_plugins.models import ConvDecoder, ConvEncoder
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.vmf import kl_to_uniform, sample_vmf
-from sphere_plugins.wrap import SphericalAutoencoder, wrap_autoencoder
+from sphere_plugins.wrap import SphericalAutoencoder, check_latent_noise, wrap_autoencoder
 
 Logs = dict[str, Tensor]
 KINDS = ("sae", "vae", "svae", "ae")
@@ -82,18 +82,23 @@ class SAEObjective(Objective):
     and zero-norm checks, which read values back from the device (a GPU sync per step); the loop checks
     the whole data set once instead, and a degenerate code shows up as a NaN loss. The step applies the
     wrapper's forward with check=False, so its output equals wrapper(x).
+
+    latent_noise=SIGMA (None: the wrapper's own, 0 by default) decodes codes perturbed on the sphere in
+    training mode (SphericalAutoencoder.perturb); the target stays the clean image.
     """
 
-    def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False):
+    def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False,
+                 latent_noise: float | None = None):
         super().__init__()
         if not isinstance(wrapper, SphericalAutoencoder):
             raise ValueError("wrapper must be a SphericalAutoencoder (from sphere_plugins.wrap_autoencoder), "
                              f"got {type(wrapper).__name__}")
         self.wrapper = wrapper
         self.check_batches = check_batches
+        self.latent_noise = None if latent_noise is None else check_latent_noise(latent_noise)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Logs]:
-        x_rec = self.wrapper(x, check=self.check_batches).reconstruction
+        x_rec = self.wrapper(x, check=self.check_batches, latent_noise=self.latent_noise).reconstruction
         loss = self.wrapper.loss_fn(x, x_rec)
         loss = loss if loss.dim() == 0 else loss.mean()
         return loss, {"loss": loss.detach(), "mse": _mse(x, x_rec)}
@@ -227,19 +232,22 @@ class AEObjective(Objective):
 
 
 def conv_objective(kind: str, *, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32,
-                   beta: float = 1.0, p: float = 2.0, radius: float | None = None) -> Objective:
+                   beta: float = 1.0, p: float = 2.0, radius: float | None = None,
+                   latent_noise: float = 0.0) -> Objective:
     """One of "sae", "vae", "svae", "ae" on the built-in ConvEncoder/ConvDecoder of the given size.
 
-    The encoders differ only in their last layer's output count (z, 2z, z + 1, z); `radius` is the
-    spherical autoencoder's (None: sqrt(z_dim)).
+    The encoders differ only in their last layer's output count (z, 2z, z + 1, z); `radius` and
+    `latent_noise` (see SAEObjective) are the spherical autoencoder's (radius None: sqrt(z_dim)).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind != "sae" and check_latent_noise(latent_noise):
+        raise ValueError(f"latent_noise applies to the spherical autoencoder (kind 'sae') only, got kind {kind!r}")
     size = {"channels": channels, "resolution": resolution, "z_dim": z_dim, "width": width}
     decoder = ConvDecoder(**size)
     if kind == "sae":
         wrapper = wrap_autoencoder((ConvEncoder(**size), decoder), radius=radius, z_shape=(z_dim,),
-                                   loss=SAELoss(p=p))
+                                   loss=SAELoss(p=p), latent_noise=latent_noise)
         return SAEObjective(wrapper)
     if kind == "vae":
         return VAEObjective(ConvEncoder(**size, heads=2), decoder, beta=beta, p=p)
