@@ -13,6 +13,7 @@ from sphere_plugins.errors import (
     UnknownPriorError,
     UnsafePickleError,
 )
+from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.checkpoint import CheckpointError
@@ -47,11 +48,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AEObjective", "CheckpointError", "Objective", "SAEObjective", "SVAELoss", "SVAEObjective", "TrainConfig",
     "TrainResult", "VAEObjective", "conv_objective", "finetune_autoencoder_to_sae", "train",
-    "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "ImageSet", "MetricRecord",
+    "AutoencoderAdapter", "AutoencoderOutput", "FittedSpherePrior", "GeneratorAdapter", "ImageSet", "MetricRecord",
     "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
-    "centerize", "centerize_spherize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
+    "centerize", "centerize_spherize", "fit_sphere_prior", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
     "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
     "wrap_generator",
 ]

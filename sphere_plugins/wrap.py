@@ -12,12 +12,15 @@ from torch import Tensor, nn
 
 from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownAdapterError
+from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.latent import Dims, SphericalLatent, centerize, group_size, slerp, vector_dims
 from sphere_plugins.loss import SAELoss
 from sphere_plugins.priors import get_prior
 
 # How often `latents()` redraws vectors that centerize to zero before giving up.
 _MAX_REDRAWS = 16
+# The prior name that draws from a spherical autoencoder's fit_prior() result instead of the registry.
+FITTED = "fitted"
 
 
 @dataclass
@@ -117,6 +120,7 @@ class _SphericalBase(nn.Module):
         """Draw n latents from a prior (default: the wrapper's) and put them on the sphere.
 
         Vectors that centerize to zero (possible for discrete priors in low d) are redrawn.
+        prior="fitted" draws from a spherical autoencoder's fit_prior() result.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -125,11 +129,24 @@ class _SphericalBase(nn.Module):
         name = self.prior if prior is None else prior
         params = {**self.prior_params, **prior_params} if prior is None else prior_params
         device, dtype = self._default_device_dtype()
+        if name == FITTED:
+            return self.latent(self._fitted_draws(n, generator, params, device, dtype))
         draw = get_prior(name)
         z = draw.sample((n, *self.z_shape), generator=generator, device=device, dtype=dtype, **params)
         if self.latent.spherize:
             z = self._redraw_degenerate(z, draw, generator, params)
         return self.latent(z)
+
+    def _fitted_draws(self, n: int, generator: torch.Generator | None, params: dict[str, Any],
+                      device: torch.device, dtype: torch.dtype) -> Tensor:
+        fitted = getattr(self, "fitted_prior", None)
+        if fitted is None:
+            raise ValueError(f"prior {FITTED!r} needs a prior fitted to the codes: call "
+                             "fit_prior(images or codes, kind='vmf' or 'gmm', components=K) on the spherical "
+                             "autoencoder first")
+        if params:
+            raise ValueError(f"prior {FITTED!r} takes no parameters, got {sorted(params)}")
+        return fitted.sample(n, generator, device=device, dtype=dtype)
 
     def _redraw_degenerate(self, z: Tensor, draw, generator, params) -> Tensor:
         reduce = vector_dims(z, self.latent.dims)
@@ -201,6 +218,8 @@ class SphericalAutoencoder(_SphericalBase):
         self.adapter = adapter
         self.loss_fn = loss if loss is not None else SAELoss()
         self.latent_noise = check_latent_noise(latent_noise)
+        self.fitted_prior: FittedSpherePrior | None = None
+        self.register_load_state_dict_pre_hook(_restore_fitted_prior)
 
     def _check_images(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or not x.is_floating_point():
@@ -270,8 +289,67 @@ class SphericalAutoencoder(_SphericalBase):
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
                **prior_params: Any) -> Tensor:
-        """Decode n latents drawn from any registered prior and put on the sphere."""
+        """Decode n latents drawn from any registered prior (or "fitted", see fit_prior) and put on the sphere."""
         return self.adapter.decode(self.latents(n, prior, generator, **prior_params))
+
+    def fit_prior(self, x: Tensor, kind: str = "vmf", components: int = 1, *, codes: bool | None = None,
+                  batch_size: int = 256, seed: int = 0, max_iter: int = 100, covariance: str = "full",
+                  reg_covar: float = 1e-6) -> FittedSpherePrior:
+        """Fit a mixture to the codes of images `x` (or to codes `x`) and keep it as `fitted_prior`, so that
+        sample(n, prior="fitted") and latents(n, prior="fitted") draw from it.
+
+        kind "vmf": a mixture of von Mises-Fisher distributions on the sphere; "gmm": a Gaussian mixture whose
+        draws are centerized and spherized like any prior's. codes=None takes `x` as codes when its shape is
+        [N, *z_shape], as images otherwise (encoded in eval mode, `batch_size` at a time). The prior is
+        part of state_dict(), so load_state_dict() restores it. See sphere_plugins.fitted_prior.
+        """
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor of images or codes, got {type(x).__name__}")
+        if codes is None:
+            codes = self.z_shape is not None and tuple(x.shape[1:]) == self.z_shape
+        if codes:
+            if self.z_shape is None or tuple(x.shape[1:]) != self.z_shape:
+                expected = "unknown until the first encode()" if self.z_shape is None else \
+                    f"[N, {', '.join(map(str, self.z_shape))}]"
+                raise ValueError(f"codes must have shape {expected}, got {list(x.shape)}")
+            bad = (~torch.isfinite(x.flatten(1))).any(dim=1).nonzero().flatten().tolist()
+            if bad:
+                raise ValueError(f"codes must be finite; samples {bad[:8]}{' ...' if len(bad) > 8 else ''} "
+                                 "hold NaN or Inf")
+            z = self.latent(x.detach())
+        else:
+            z = self._encode_all(x, batch_size)
+        whole = self.latent.center and group_size((1, *self.z_shape), self.latent.dims) == z[0].numel()
+        fitted = fit_sphere_prior(z, kind, components, subspace=whole, seed=seed, max_iter=max_iter,
+                                  covariance=covariance, reg_covar=reg_covar)
+        self.fitted_prior = fitted.to(z.device)
+        return self.fitted_prior
+
+    def _encode_all(self, x: Tensor, batch_size: int) -> Tensor:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([self.encode(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        finally:
+            self.train(training)
+
+
+def _restore_fitted_prior(module: SphericalAutoencoder, state_dict: dict[str, Tensor], prefix: str,
+                          local_metadata: dict, strict: bool, *_: Any) -> None:
+    """load_state_dict pre-hook: make `fitted_prior` match the state's (built from it, or dropped under strict)."""
+    key = prefix + "fitted_prior."
+    state = {k[len(key):]: v for k, v in state_dict.items() if k.startswith(key)}
+    if not state:
+        if strict:
+            module.fitted_prior = None
+        return
+    config = FittedSpherePrior.config_from_state(state)
+    if module.fitted_prior is None or module.fitted_prior.config() != config:
+        device = next(iter(state.values())).device
+        module.fitted_prior = FittedSpherePrior(**config).to(device)
 
 
 def check_latent_noise(sigma: Any, argument: str = "latent_noise") -> float:
