@@ -353,9 +353,9 @@ def _restore_fitted_prior(module: SphericalAutoencoder, state_dict: dict[str, Te
 
 
 def check_latent_noise(sigma: Any, argument: str = "latent_noise") -> float:
-    """`sigma` as a float, or ValueError unless it is a finite number >= 0."""
+    """`sigma` (a noise std relative to the radius, or another weight) as a float; ValueError unless finite >= 0."""
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"{argument} must be a finite number >= 0 (noise std relative to the radius), got {sigma!r}")
+        raise ValueError(f"{argument} must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
 
