@@ -20,6 +20,7 @@ from sphere_plugins.errors import (
     UnknownPriorError,
     UnsafePickleError,
 )
+from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
@@ -47,10 +48,10 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "DataFileError", "GeneratorAdapter",
+    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "DataFileError", "FittedSpherePrior", "GeneratorAdapter",
     "MissingWeightsError", "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
     "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
-    "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "get_plugin_manager", "get_prior",
+    "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "fit_sphere_prior", "get_plugin_manager", "get_prior",
     "hookimpl", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",
     "spherize", "trainable_generators", "unregister", "wrap_autoencoder", "wrap_generator",
 ]

@@ -1,6 +1,9 @@
-"""Losses: the spherical autoencoder's reconstruction-only loss (eq. 11) and the VAE and S-VAE baselines'."""
+"""Losses: the spherical autoencoder's reconstruction-only loss (eq. 11), an optional uniformity term on its
+codes, and the VAE and S-VAE baselines'."""
 
 from __future__ import annotations
+
+import math
 
 from typing import Literal
 
@@ -67,6 +70,23 @@ class SAELoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}, reduction={self.reduction!r}, perceptual={self.perceptual is not None}"
+
+
+def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:
+    """Uniformity of codes on their sphere (Wang and Isola, 2020): log of the mean of exp(-t |u_i - u_j|^2)
+    over all pairs of a batch, u the codes scaled to unit norm.
+
+    Lowest when the codes spread over the whole sphere; a weighted term that pulls a spherical autoencoder's
+    codes apart, so prior draws land nearer to them. A batch with fewer than two codes has no pairs: 0.
+    """
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0 or not math.isfinite(t):
+        raise ValueError(f"t must be a positive finite number, got {t!r}")
+    if z.shape[0] < 2:
+        return z.sum() * 0
+    u = z.flatten(1)
+    u = u / torch.linalg.vector_norm(u, dim=1, keepdim=True)
+    squared = torch.pdist(u).square()
+    return torch.logsumexp(-t * squared, dim=0) - math.log(squared.numel())
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownAdapterError
-from sphere_plugins.latent import Dims, SphericalLatent, slerp
+from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
+from sphere_plugins.latent import Dims, SphericalLatent, group_size, slerp
 from sphere_plugins.loss import SAELoss
 from sphere_plugins.priors import get_prior, redraw_degenerate
 
@@ -25,6 +26,10 @@ def module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
         if tensor.is_floating_point():
             return tensor.device, tensor.dtype
     return torch.device("cpu"), torch.get_default_dtype()
+
+
+# The prior name that draws from a spherical autoencoder's fit_prior() result instead of the registry.
+FITTED = "fitted"
 
 
 @dataclass
@@ -131,6 +136,7 @@ class _SphericalBase(nn.Module):
         """Draw n latents from a prior (default: the wrapper's) and put them on the sphere.
 
         Vectors that centerize to zero (possible for discrete priors in low d) are redrawn.
+        prior="fitted" draws from a spherical autoencoder's fit_prior() result.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -139,6 +145,8 @@ class _SphericalBase(nn.Module):
         name = self.prior if prior is None else prior
         params = {**self.prior_params, **prior_params} if prior is None else prior_params
         device, dtype = module_device_dtype(self)
+        if name == FITTED:
+            return self.latent(self._fitted_draws(n, generator, params, device, dtype))
         draw = get_prior(name)
         z = draw.sample((n, *self.z_shape), generator=generator, device=device, dtype=dtype, **params)
         if self.latent.spherize:
@@ -147,8 +155,20 @@ class _SphericalBase(nn.Module):
                 self.latent.dims, self.latent.center, what=f"prior {draw.name!r} with parameters {params}")
         return self.latent(z)
 
+    def _fitted_draws(self, n: int, generator: torch.Generator | None, params: dict[str, Any],
+                      device: torch.device, dtype: torch.dtype) -> Tensor:
+        fitted = getattr(self, "fitted_prior", None)
+        if fitted is None:
+            raise ValueError(f"prior {FITTED!r} needs a prior fitted to the codes: call "
+                             "fit_prior(images or codes, kind='vmf' or 'gmm', components=K) on the spherical "
+                             "autoencoder first")
+        if params:
+            raise ValueError(f"prior {FITTED!r} takes no parameters, got {sorted(params)}")
+        return fitted.sample(n, generator, device=device, dtype=dtype)
+
     def extra_repr(self) -> str:
-        return f"z_shape={self.z_shape}, prior={self.prior!r}"
+        noise = getattr(self, "latent_noise", 0.0)
+        return f"z_shape={self.z_shape}, prior={self.prior!r}" + (f", latent_noise={noise:g}" if noise else "")
 
 
 class SphericalGenerator(_SphericalBase):
@@ -200,11 +220,14 @@ class SphericalAutoencoder(_SphericalBase):
 
     def __init__(self, adapter: AutoencoderAdapter, center: bool = True, spherize: bool = True,
                  radius: float | None = None, dims: Dims = None, loss: nn.Module | None = None,
-                 prior: str = "normal", prior_params: dict[str, Any] | None = None):
+                 prior: str = "normal", prior_params: dict[str, Any] | None = None, latent_noise: float = 0.0):
         super().__init__(adapter.module, adapter.z_shape, radius if radius is not None else adapter.radius,
                          center, spherize, dims, prior, prior_params or {})
         self.adapter = adapter
         self.loss_fn = loss if loss is not None else SAELoss()
+        self.latent_noise = check_latent_noise(latent_noise)
+        self.fitted_prior: FittedSpherePrior | None = None
+        self.register_load_state_dict_pre_hook(_restore_fitted_prior)
 
     def _check_images(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or not x.is_floating_point():
@@ -237,18 +260,111 @@ class SphericalAutoencoder(_SphericalBase):
         """Images for codes `z` (expected on the sphere: use encode() or latents())."""
         return self.adapter.decode(self._check_latent(z))
 
-    def forward(self, x: Tensor, check: bool = True) -> AutoencoderOutput:
+    def forward(self, x: Tensor, check: bool = True, latent_noise: float | None = None) -> AutoencoderOutput:
+        """Reconstruct `x`; `latent` is the clean code.
+
+        In training mode (module.train()) with latent noise (`latent_noise`, None: the wrapper's own) the
+        decoder sees perturb(code) instead of the code; in eval mode it never does.
+        """
         z = self.encode(x, check)
-        return AutoencoderOutput(self.adapter.decode(z), z)
+        sigma = self.latent_noise if latent_noise is None else check_latent_noise(latent_noise)
+        decoded = self.perturb(z, sigma) if self.training and sigma > 0 else z
+        return AutoencoderOutput(self.adapter.decode(decoded), z)
+
+    def perturb(self, z: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
+        """Codes moved by Gaussian noise on the sphere: the wrapper's constraint applied to z + noise.
+
+        Each noise vector has i.i.d. entries of std sigma * radius / sqrt(d), so its expected norm is
+        sigma * radius whatever d is (the angle it turns a code by is about atan(sigma)). Projecting
+        through the wrapper's own constraint keeps the result on the sphere and, for a centering wrapper,
+        in the same zero-mean subspace as the codes. Gradients flow to z; the noise comes from
+        `generator` or torch's global RNG (which the training loop seeds and checkpoints).
+        """
+        sigma = check_latent_noise(sigma, "sigma")
+        if sigma == 0:
+            return z
+        std = sigma * self.latent.radius_for(z) / math.sqrt(group_size(z.shape, self.latent.dims))
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        return self.latent(z + std * noise, check=False)
 
     def loss(self, x: Tensor) -> Tensor:
-        """Reconstruction-only loss of eq. (11): the drop-in replacement for a VAE loss."""
+        """Reconstruction-only loss of eq. (11): the drop-in replacement for a VAE loss.
+
+        With latent_noise > 0 and the wrapper in training mode, the reconstruction comes from the
+        perturbed code (see forward); the target is always the clean `x`.
+        """
         return self.loss_fn(x, self(x).reconstruction)
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
                **prior_params: Any) -> Tensor:
-        """Decode n latents drawn from any registered prior and put on the sphere."""
+        """Decode n latents drawn from any registered prior (or "fitted", see fit_prior) and put on the sphere."""
         return self.adapter.decode(self.latents(n, prior, generator, **prior_params))
+
+    def fit_prior(self, x: Tensor, kind: str = "vmf", components: int = 1, *, codes: bool | None = None,
+                  batch_size: int = 256, seed: int = 0, max_iter: int = 100, covariance: str = "full",
+                  reg_covar: float = 1e-6) -> FittedSpherePrior:
+        """Fit a mixture to the codes of images `x` (or to codes `x`) and keep it as `fitted_prior`, so that
+        sample(n, prior="fitted") and latents(n, prior="fitted") draw from it.
+
+        kind "vmf": a mixture of von Mises-Fisher distributions on the sphere; "gmm": a Gaussian mixture whose
+        draws are centerized and spherized like any prior's. codes=None takes `x` as codes when its shape is
+        [N, *z_shape], as images otherwise (encoded in eval mode, `batch_size` at a time). The prior is
+        part of state_dict(), so load_state_dict() restores it. See sphere_plugins.fitted_prior.
+        """
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor of images or codes, got {type(x).__name__}")
+        if codes is None:
+            codes = self.z_shape is not None and tuple(x.shape[1:]) == self.z_shape
+        if codes:
+            if self.z_shape is None or tuple(x.shape[1:]) != self.z_shape:
+                expected = "unknown until the first encode()" if self.z_shape is None else \
+                    f"[N, {', '.join(map(str, self.z_shape))}]"
+                raise ValueError(f"codes must have shape {expected}, got {list(x.shape)}")
+            bad = (~torch.isfinite(x.flatten(1))).any(dim=1).nonzero().flatten().tolist()
+            if bad:
+                raise ValueError(f"codes must be finite; samples {bad[:8]}{' ...' if len(bad) > 8 else ''} "
+                                 "hold NaN or Inf")
+            z = self.latent(x.detach())
+        else:
+            z = self._encode_all(x, batch_size)
+        whole = self.latent.center and group_size((1, *self.z_shape), self.latent.dims) == z[0].numel()
+        fitted = fit_sphere_prior(z, kind, components, subspace=whole, seed=seed, max_iter=max_iter,
+                                  covariance=covariance, reg_covar=reg_covar)
+        self.fitted_prior = fitted.to(z.device)
+        return self.fitted_prior
+
+    def _encode_all(self, x: Tensor, batch_size: int) -> Tensor:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([self.encode(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        finally:
+            self.train(training)
+
+
+def _restore_fitted_prior(module: SphericalAutoencoder, state_dict: dict[str, Tensor], prefix: str,
+                          local_metadata: dict, strict: bool, *_: Any) -> None:
+    """load_state_dict pre-hook: make `fitted_prior` match the state's (built from it, or dropped under strict)."""
+    key = prefix + "fitted_prior."
+    state = {k[len(key):]: v for k, v in state_dict.items() if k.startswith(key)}
+    if not state:
+        if strict:
+            module.fitted_prior = None
+        return
+    config = FittedSpherePrior.config_from_state(state)
+    if module.fitted_prior is None or module.fitted_prior.config() != config:
+        device = next(iter(state.values())).device
+        module.fitted_prior = FittedSpherePrior(**config).to(device)
+
+
+def check_latent_noise(sigma: Any, argument: str = "latent_noise") -> float:
+    """`sigma` (a noise std relative to the radius, or another weight) as a float; ValueError unless finite >= 0."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"{argument} must be a finite number >= 0, got {sigma!r}")
+    return float(sigma)
 
 
 def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
@@ -271,13 +387,17 @@ def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radiu
 def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
                      *, z_shape: Sequence[int] | int | None = None, dims: Dims = None,
                      options: dict[str, Any] | None = None, loss: nn.Module | None = None,
-                     prior: str = "normal", **prior_params: Any) -> SphericalAutoencoder:
+                     prior: str = "normal", latent_noise: float = 0.0, **prior_params: Any) -> SphericalAutoencoder:
     """Wrap an autoencoder (a module with encode/decode, or an (encoder, decoder) pair, or any model
-    a plugin recognizes) into a spherical autoencoder."""
+    a plugin recognizes) into a spherical autoencoder.
+
+    latent_noise=SIGMA (off by default) trains the decoder on codes perturbed on the sphere (see
+    SphericalAutoencoder.perturb), so that it also decodes the space between codes where prior draws land.
+    """
     if isinstance(model, SphericalAutoencoder):
         raise ValueError("model is already a SphericalAutoencoder; wrap the raw model instead")
     adapter = plugins.adapt_autoencoder(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "autoencoder", plugins.plugin_names())
     return SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                                loss=loss, prior=prior, prior_params=prior_params)
+                                loss=loss, prior=prior, prior_params=prior_params, latent_noise=latent_noise)

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sphere_plugins.latent import centerize_spherize
-from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss, gaussian_kl, reconstruction_error, reparameterize
+from sphere_plugins.loss import (SAELoss, SVAELoss, VAELoss, gaussian_kl, reconstruction_error, reparameterize,
+                                 uniformity_loss)
 from sphere_plugins.models import ConvDecoder, ConvEncoder
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.vmf import kl_to_uniform, sample_vmf
-from sphere_plugins.wrap import SphericalAutoencoder, module_device_dtype, wrap_autoencoder
+from sphere_plugins.wrap import SphericalAutoencoder, check_latent_noise, module_device_dtype, wrap_autoencoder
 
 Logs = dict[str, Tensor]
 KINDS = ("sae", "vae", "svae", "ae")
@@ -76,21 +77,34 @@ class SAEObjective(Objective):
     and zero-norm checks, which read values back from the device (a GPU sync per step); the loop checks
     the whole data set once instead, and a degenerate code shows up as a NaN loss. The step applies the
     wrapper's forward with check=False, so its output equals wrapper(x).
+
+    latent_noise=SIGMA (None: the wrapper's own, 0 by default) decodes codes perturbed on the sphere in
+    training mode (SphericalAutoencoder.perturb); the target stays the clean image. uniformity=WEIGHT (0,
+    off, by default) adds WEIGHT * uniformity_loss(codes, uniformity_t) over each batch's clean codes.
     """
 
-    def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False):
+    def __init__(self, wrapper: SphericalAutoencoder, check_batches: bool = False,
+                 latent_noise: float | None = None, uniformity: float = 0.0, uniformity_t: float = 2.0):
         super().__init__()
         if not isinstance(wrapper, SphericalAutoencoder):
             raise ValueError("wrapper must be a SphericalAutoencoder (from sphere_plugins.wrap_autoencoder), "
                              f"got {type(wrapper).__name__}")
         self.wrapper = wrapper
         self.check_batches = check_batches
+        self.latent_noise = None if latent_noise is None else check_latent_noise(latent_noise)
+        self.uniformity = check_latent_noise(uniformity, "uniformity")
+        uniformity_loss(torch.zeros(1, 2), uniformity_t)  # fails now on a bad t
+        self.uniformity_t = float(uniformity_t)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Logs]:
-        x_rec = self.wrapper(x, check=self.check_batches).reconstruction
+        x_rec, z = self.wrapper(x, check=self.check_batches, latent_noise=self.latent_noise)
         loss = self.wrapper.loss_fn(x, x_rec)
         loss = loss if loss.dim() == 0 else loss.mean()
-        return loss, {"loss": loss.detach(), "mse": _mse(x, x_rec)}
+        if not self.uniformity:
+            return loss, {"loss": loss.detach(), "mse": _mse(x, x_rec)}
+        spread = uniformity_loss(z, self.uniformity_t)
+        total = loss + self.uniformity * spread
+        return total, {"loss": total.detach(), "mse": _mse(x, x_rec), "uniformity": spread.detach()}
 
     def codes(self, x: Tensor) -> Tensor:
         """The codes on the sphere."""
@@ -221,20 +235,24 @@ class AEObjective(Objective):
 
 
 def conv_objective(kind: str, *, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32,
-                   beta: float = 1.0, p: float = 2.0, radius: float | None = None) -> Objective:
+                   beta: float = 1.0, p: float = 2.0, radius: float | None = None,
+                   latent_noise: float = 0.0, uniformity: float = 0.0) -> Objective:
     """One of "sae", "vae", "svae", "ae" on the built-in ConvEncoder/ConvDecoder of the given size.
 
-    The encoders differ only in their last layer's output count (z, 2z, z + 1, z); `radius` is the
-    spherical autoencoder's (None: sqrt(z_dim)).
+    The encoders differ only in their last layer's output count (z, 2z, z + 1, z); `radius`,
+    `latent_noise` and `uniformity` (see SAEObjective) are the spherical autoencoder's (radius None: sqrt(z_dim)).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    for name, value in (("latent_noise", latent_noise), ("uniformity", uniformity)):
+        if kind != "sae" and check_latent_noise(value, name):
+            raise ValueError(f"{name} applies to the spherical autoencoder (kind 'sae') only, got kind {kind!r}")
     size = {"channels": channels, "resolution": resolution, "z_dim": z_dim, "width": width}
     decoder = ConvDecoder(**size)
     if kind == "sae":
         wrapper = wrap_autoencoder((ConvEncoder(**size), decoder), radius=radius, z_shape=(z_dim,),
-                                   loss=SAELoss(p=p))
-        return SAEObjective(wrapper)
+                                   loss=SAELoss(p=p), latent_noise=latent_noise)
+        return SAEObjective(wrapper, uniformity=uniformity)
     if kind == "vae":
         return VAEObjective(ConvEncoder(**size, heads=2), decoder, beta=beta, p=p)
     if kind == "svae":
