@@ -19,9 +19,9 @@ MODEL_SCHEMES: tuple[str, ...] = ()
 WRAPPER_TARGET, COPY_TARGET = 1.02, 3.0
 
 PRESETS = {
-    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40,
+    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": True,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
-    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100,
+    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100, "compile": True,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]},
 }
 
@@ -79,9 +79,22 @@ def centerize_spherize_two_reads(z: torch.Tensor, radius: float = 1.0) -> torch.
     return torch.addcmul(-mean * scale, z, scale)
 
 
-def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int) -> list[dict]:
+def compiled_constraint(z: torch.Tensor) -> torch.Tensor | None:
+    """The core's opt-in torch.compile kernel on `z` at any size (the core uses it only from 16 MiB and only
+    when SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), with the same check; None where compiling fails here."""
+    from sphere_plugins import fused
+    from sphere_plugins.latent import _check_scale
+
+    result = fused.compiled_constraint(z, 1.0)
+    if result is not None:
+        _check_scale(z, result[1])
+        return result[0]
+    return None
+
+
+def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, compiled: bool = False) -> list[dict]:
     """Median ms of z.clone(), the core's centerize_spherize(z) (checked and unchecked), the two calls
-    chained, and the two-read reference formula, per shape."""
+    chained, the two-read reference formula, and with `compiled` the opt-in compiled kernel, per shape."""
     from sphere_plugins import centerize, centerize_spherize, spherize
 
     rows = []
@@ -95,13 +108,17 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int) ->
                 "c+s unchecked": lambda: centerize_spherize(z, 1.0, check=False),
                 "chained": lambda: spherize(centerize(z), 1.0),
                 "two-read formula": lambda: centerize_spherize_two_reads(z),
+                **({"compiled kernel": lambda: compiled_constraint(z)}
+                   if compiled and compiled_constraint(z) is not None else {}),
             }, repeats, device)
         rows.append({"shape": list(shape), "megabytes": z.numel() * z.element_size() / 2**20,
                      **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
                      "ratio": median_ratio(times, "c+s", "copy"),
                      "ratio_unchecked": median_ratio(times, "c+s unchecked", "copy"),
                      "ratio_chained": median_ratio(times, "chained", "copy"),
-                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy")})
+                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy"),
+                     "ratio_compiled": (median_ratio(times, "compiled kernel", "copy") if "compiled kernel" in times
+                                        else None)})
     return rows
 
 
@@ -121,8 +138,9 @@ def run(ctx: Context) -> None:
     key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
     wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"]},
                            lambda: wrapper_times(device, s["batch"], s["repeats"], seed))
-    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"]},
-                           lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed))
+    compiled = bool(s.get("compile", False))
+    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"], "compile": compiled},
+                           lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed, compiled))
     try:
         steps = ctx.cached("train_step", {**key, "repeats": s["step_repeats"]},
                            lambda: step_times(device, s["step_repeats"], seed))
@@ -156,18 +174,23 @@ def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], 
     for r in copy_rows:
         ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s["repeats"], shape=r["shape"],
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
-                   chained_ratio=r["ratio_chained"], two_read_formula_ratio=r["ratio_two_reads"])
+                   chained_ratio=r["ratio_chained"], two_read_formula_ratio=r["ratio_two_reads"],
+                   compiled_kernel_ratio=r.get("ratio_compiled"))
         ctx.target(f"centerize+spherize, shape {r['shape']}", f"<= {COPY_TARGET:g}x a copy", f"{r['ratio']:.2f}x "
                    f"(unchecked {r['ratio_unchecked']:.2f}x)", r["ratio"] <= COPY_TARGET)
     ctx.table("centerize + spherize vs one tensor copy (z.clone())",
               markdown_table(["shape", "MiB", "copy ms", "c+s ms", "c+s / copy", "unchecked / copy",
-                              "chained / copy", "two-read formula / copy"],
+                              "chained / copy", "two-read formula / copy", "compiled kernel / copy"],
                              [["x".join(map(str, r["shape"])), r["megabytes"], r["copy_ms"], r["c+s_ms"], r["ratio"],
-                               r["ratio_unchecked"], r["ratio_chained"], r["ratio_two_reads"]] for r in copy_rows]),
+                               r["ratio_unchecked"], r["ratio_chained"], r["ratio_two_reads"],
+                               "n/a" if r.get("ratio_compiled") is None else r["ratio_compiled"]]
+                              for r in copy_rows]),
               "c+s = the core's centerize_spherize(z), what the wrappers run, with its NaN/zero-norm check; "
               "'unchecked' passes check=False; 'chained' is spherize(centerize(z)), two public calls. "
               "The two-read formula is a reference written here (mean and norm in two reads, one fused write), "
-              "to show how close to a copy the operation can get; it is not what the core runs.")
+              "to show how close to a copy the operation can get; it is not what the core runs. 'compiled kernel' "
+              "is the core's opt-in torch.compile kernel (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), timed here at every "
+              "size although the core uses it only from 16 MiB; n/a where torch.compile fails on this machine.")
     if steps is not None:
         for kind, ms in steps["median_ms"].items():
             ctx.record("train_step_ms", ms, model=f"{kind} objective, conv 16x16, z {steps['z_dim']}",
