@@ -48,7 +48,7 @@ def layer_norm_constraint(z: Tensor, radius: float, reduce: tuple[int, ...]) -> 
 def two_pass_constraint(z: Tensor, radius: float, reduce: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """(centerize_spherize(z), radius / norm) for any `reduce`: center, take the norm, scale.
 
-    Centering before squaring keeps it exact for any offset. Without autograd the scaling happens in place
+    Centering before squaring keeps it accurate for any offset. Without autograd the scaling happens in place
     on the centered temporary, which spares a second large allocation.
     """
     centered = z - z.mean(dim=reduce, keepdim=True)

@@ -11,7 +11,7 @@ import torch
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
-from benchmarks.timing import interleaved_times, median_ratio
+from benchmarks.timing import interleaved_times, median_ratio, synchronize
 
 NAME = "overhead"
 DESCRIPTION = "cost of the plugin layer: wrapper vs raw model, centerize+spherize vs a copy, training steps"
@@ -130,6 +130,47 @@ def step_times(device: str, repeats: int, seed: int) -> dict:
                               z_dim=10, width=32, repeats=repeats, warmup=3, device=device, seed=seed)
 
 
+def compile_times(device: str, repeats: int, seed: int) -> list[dict]:
+    """torch.compile against eager: the first call's seconds (compiling) and the steady-state median ratio,
+    for the tiny StyleGAN2 forward pass (no grad) and a spherical-autoencoder training step."""
+    import copy
+    import time
+
+    from sphere_plugins import conv_objective, load_model
+
+    torch.manual_seed(seed)
+    rows = []
+    G = load_model("stylegan2:tiny", seed=seed).to(device).eval()
+    z = torch.randn(64, G.z_dim, device=device)
+    objective = conv_objective("sae", resolution=16, z_dim=10, width=32).to(device)
+    twin = copy.deepcopy(objective)
+    batch = torch.rand(64, 1, 16, 16, device=device) * 2 - 1
+    optimizers = {id(objective): torch.optim.Adam(objective.parameters()), id(twin): torch.optim.Adam(twin.parameters())}
+
+    def step(module: torch.nn.Module, forward) -> None:
+        loss, _ = forward(batch)
+        loss.backward()
+        optimizers[id(module)].step()
+        optimizers[id(module)].zero_grad(set_to_none=True)
+
+    compiled_G, compiled_step = torch.compile(G), torch.compile(twin)
+    cases = {"StyleGAN2 tiny forward (batch 64, 16x16)": (lambda: G(z), lambda: compiled_G(z), True),
+             "spherical autoencoder step (batch 64, 16x16)": (lambda: step(objective, objective),
+                                                              lambda: step(twin, compiled_step), False)}
+    for name, (eager, compiled, no_grad) in cases.items():
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            synchronize(device)
+            start = time.perf_counter()
+            compiled()
+            synchronize(device)
+            first = time.perf_counter() - start
+            times = interleaved_times({"eager": eager, "compiled": compiled}, repeats, device)
+        rows.append({"case": name, "compile_s": first, "eager_ms": 1e3 * statistics.median(times["eager"]),
+                     "compiled_ms": 1e3 * statistics.median(times["compiled"]),
+                     "speedup": median_ratio(times, "eager", "compiled")})
+    return rows
+
+
 def run(ctx: Context) -> None:
     if not ctx.is_main:
         return
@@ -148,6 +189,26 @@ def run(ctx: Context) -> None:
         steps = None
         ctx.note(f"training-step timing skipped: {error}")
     report(ctx, s, wrap_rows, copy_rows, steps)
+    if compiled:
+        try:
+            rows = ctx.cached("compile", {**key, "repeats": s["step_repeats"]},
+                              lambda: compile_times(device, s["step_repeats"], seed))
+        except Exception as error:  # torch.compile unavailable here (no compiler, unsupported backend)
+            ctx.note(f"torch.compile timing skipped: {type(error).__name__}: {error}")
+        else:
+            report_compile(ctx, s, rows)
+
+
+def report_compile(ctx: Context, s: dict, rows: list[dict]) -> None:
+    for r in rows:
+        ctx.record("compile_speedup", r["speedup"], model=r["case"], n_samples=s["step_repeats"],
+                   compile_s=r["compile_s"], eager_ms=r["eager_ms"], compiled_ms=r["compiled_ms"])
+    ctx.table("torch.compile against eager",
+              markdown_table(["case", "first call s (compiling)", "eager ms", "compiled ms", "eager / compiled"],
+                             [[r["case"], r["compile_s"], r["eager_ms"], r["compiled_ms"], r["speedup"]]
+                              for r in rows]),
+              f"Medians of {s['step_repeats']} interleaved rounds after the first (compiling) call; the step is "
+              "forward, backward and Adam with the module compiled (what TrainConfig(compile=True) does).")
 
 
 def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], steps: dict | None) -> None:
