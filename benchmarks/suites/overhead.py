@@ -11,17 +11,19 @@ import torch
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
-from sphere_plugins.timing import interleaved_times, median_ratio
+from sphere_plugins.timing import interleaved_times, median_ratio, synchronize
 
 NAME = "overhead"
 DESCRIPTION = "cost of the plugin layer: wrapper vs raw model, centerize+spherize vs a copy, training steps"
 MODEL_SCHEMES: tuple[str, ...] = ()
 WRAPPER_TARGET, COPY_TARGET = 1.02, 3.0
 
+# torch.compile timing costs minutes of compiling on 2 CPU cores, more than the default run can spend: it runs
+# at the larger scales only.
 PRESETS = {
-    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40,
+    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": False,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
-    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100,
+    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100, "compile": True,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]},
 }
 
@@ -79,9 +81,22 @@ def centerize_spherize_two_reads(z: torch.Tensor, radius: float = 1.0) -> torch.
     return torch.addcmul(-mean * scale, z, scale)
 
 
-def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int) -> list[dict]:
+def compiled_constraint(z: torch.Tensor) -> torch.Tensor | None:
+    """The core's opt-in torch.compile kernel on `z` at any size (the core uses it only from 16 MiB and only
+    when SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), with the same check; None where compiling fails here."""
+    from sphere_plugins import fused
+    from sphere_plugins.latent import _check_scale
+
+    result = fused.compiled_constraint(z, 1.0)
+    if result is not None:
+        _check_scale(z, result[1])
+        return result[0]
+    return None
+
+
+def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, compiled: bool = False) -> list[dict]:
     """Median ms of z.clone(), the core's centerize_spherize(z) (checked and unchecked), the two calls
-    chained, and the two-read reference formula, per shape."""
+    chained, the two-read reference formula, and with `compiled` the opt-in compiled kernel, per shape."""
     from sphere_plugins import centerize, centerize_spherize, spherize
 
     rows = []
@@ -95,13 +110,17 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int) ->
                 "c+s unchecked": lambda: centerize_spherize(z, 1.0, check=False),
                 "chained": lambda: spherize(centerize(z), 1.0),
                 "two-read formula": lambda: centerize_spherize_two_reads(z),
+                **({"compiled kernel": lambda: compiled_constraint(z)}
+                   if compiled and compiled_constraint(z) is not None else {}),
             }, repeats, device)
         rows.append({"shape": list(shape), "megabytes": z.numel() * z.element_size() / 2**20,
                      **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
                      "ratio": median_ratio(times, "c+s", "copy"),
                      "ratio_unchecked": median_ratio(times, "c+s unchecked", "copy"),
                      "ratio_chained": median_ratio(times, "chained", "copy"),
-                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy")})
+                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy"),
+                     "ratio_compiled": (median_ratio(times, "compiled kernel", "copy") if "compiled kernel" in times
+                                        else None)})
     return rows
 
 
@@ -113,6 +132,47 @@ def step_times(device: str, repeats: int, seed: int) -> dict:
                               z_dim=10, width=32, repeats=repeats, warmup=3, device=device, seed=seed)
 
 
+def compile_times(device: str, repeats: int, seed: int) -> list[dict]:
+    """torch.compile against eager: the first call's seconds (compiling) and the steady-state median ratio,
+    for the tiny StyleGAN2 forward pass (no grad) and a spherical-autoencoder training step."""
+    import copy
+    import time
+
+    from sphere_plugins import conv_objective, load_model
+
+    torch.manual_seed(seed)
+    rows = []
+    G = load_model("stylegan2:tiny", seed=seed).to(device).eval()
+    z = torch.randn(64, G.z_dim, device=device)
+    objective = conv_objective("sae", resolution=16, z_dim=10, width=32).to(device)
+    twin = copy.deepcopy(objective)
+    batch = torch.rand(64, 1, 16, 16, device=device) * 2 - 1
+    optimizers = {id(objective): torch.optim.Adam(objective.parameters()), id(twin): torch.optim.Adam(twin.parameters())}
+
+    def step(module: torch.nn.Module, forward) -> None:
+        loss, _ = forward(batch)
+        loss.backward()
+        optimizers[id(module)].step()
+        optimizers[id(module)].zero_grad(set_to_none=True)
+
+    compiled_G, compiled_step = torch.compile(G), torch.compile(twin)
+    cases = {"StyleGAN2 tiny forward (batch 64, 16x16)": (lambda: G(z), lambda: compiled_G(z), True),
+             "spherical autoencoder step (batch 64, 16x16)": (lambda: step(objective, objective),
+                                                              lambda: step(twin, compiled_step), False)}
+    for name, (eager, compiled, no_grad) in cases.items():
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            synchronize(device)
+            start = time.perf_counter()
+            compiled()
+            synchronize(device)
+            first = time.perf_counter() - start
+            times = interleaved_times({"eager": eager, "compiled": compiled}, repeats, device)
+        rows.append({"case": name, "compile_s": first, "eager_ms": 1e3 * statistics.median(times["eager"]),
+                     "compiled_ms": 1e3 * statistics.median(times["compiled"]),
+                     "speedup": median_ratio(times, "eager", "compiled")})
+    return rows
+
+
 def run(ctx: Context) -> None:
     if not ctx.is_main:
         return
@@ -121,8 +181,9 @@ def run(ctx: Context) -> None:
     key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
     wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"]},
                            lambda: wrapper_times(device, s["batch"], s["repeats"], seed))
-    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"]},
-                           lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed))
+    compiled = bool(s.get("compile", False))
+    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"], "compile": compiled},
+                           lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed, compiled))
     try:
         steps = ctx.cached("train_step", {**key, "repeats": s["step_repeats"]},
                            lambda: step_times(device, s["step_repeats"], seed))
@@ -130,6 +191,26 @@ def run(ctx: Context) -> None:
         steps = None
         ctx.note(f"training-step timing skipped: {error}")
     report(ctx, s, wrap_rows, copy_rows, steps)
+    if compiled:
+        try:
+            rows = ctx.cached("compile", {**key, "repeats": s["step_repeats"]},
+                              lambda: compile_times(device, s["step_repeats"], seed))
+        except Exception as error:  # torch.compile unavailable here (no compiler, unsupported backend)
+            ctx.note(f"torch.compile timing skipped: {type(error).__name__}: {error}")
+        else:
+            report_compile(ctx, s, rows)
+
+
+def report_compile(ctx: Context, s: dict, rows: list[dict]) -> None:
+    for r in rows:
+        ctx.record("compile_speedup", r["speedup"], model=r["case"], n_samples=s["step_repeats"],
+                   compile_s=r["compile_s"], eager_ms=r["eager_ms"], compiled_ms=r["compiled_ms"])
+    ctx.table("torch.compile against eager",
+              markdown_table(["case", "first call s (compiling)", "eager ms", "compiled ms", "eager / compiled"],
+                             [[r["case"], r["compile_s"], r["eager_ms"], r["compiled_ms"], r["speedup"]]
+                              for r in rows]),
+              f"Medians of {s['step_repeats']} interleaved rounds after the first (compiling) call; the step is "
+              "forward, backward and Adam with the module compiled (what TrainConfig(compile=True) does).")
 
 
 def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], steps: dict | None) -> None:
@@ -156,18 +237,23 @@ def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], 
     for r in copy_rows:
         ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s["repeats"], shape=r["shape"],
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
-                   chained_ratio=r["ratio_chained"], two_read_formula_ratio=r["ratio_two_reads"])
+                   chained_ratio=r["ratio_chained"], two_read_formula_ratio=r["ratio_two_reads"],
+                   compiled_kernel_ratio=r.get("ratio_compiled"))
         ctx.target(f"centerize+spherize, shape {r['shape']}", f"<= {COPY_TARGET:g}x a copy", f"{r['ratio']:.2f}x "
                    f"(unchecked {r['ratio_unchecked']:.2f}x)", r["ratio"] <= COPY_TARGET)
     ctx.table("centerize + spherize vs one tensor copy (z.clone())",
               markdown_table(["shape", "MiB", "copy ms", "c+s ms", "c+s / copy", "unchecked / copy",
-                              "chained / copy", "two-read formula / copy"],
+                              "chained / copy", "two-read formula / copy", "compiled kernel / copy"],
                              [["x".join(map(str, r["shape"])), r["megabytes"], r["copy_ms"], r["c+s_ms"], r["ratio"],
-                               r["ratio_unchecked"], r["ratio_chained"], r["ratio_two_reads"]] for r in copy_rows]),
+                               r["ratio_unchecked"], r["ratio_chained"], r["ratio_two_reads"],
+                               "n/a" if r.get("ratio_compiled") is None else r["ratio_compiled"]]
+                              for r in copy_rows]),
               "c+s = the core's centerize_spherize(z), what the wrappers run, with its NaN/zero-norm check; "
               "'unchecked' passes check=False; 'chained' is spherize(centerize(z)), two public calls. "
               "The two-read formula is a reference written here (mean and norm in two reads, one fused write), "
-              "to show how close to a copy the operation can get; it is not what the core runs.")
+              "to show how close to a copy the operation can get; it is not what the core runs. 'compiled kernel' "
+              "is the core's opt-in torch.compile kernel (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), timed here at every "
+              "size although the core uses it only from 16 MiB; n/a where torch.compile fails on this machine.")
     if steps is not None:
         for kind, ms in steps["median_ms"].items():
             ctx.record("train_step_ms", ms, model=f"{kind} objective, conv 16x16, z {steps['z_dim']}",

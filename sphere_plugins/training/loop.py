@@ -53,6 +53,7 @@ class TrainConfig:
     progress: bool = True
     cpu: bool = False
     find_unused_parameters: bool = False
+    compile: bool = False  # run forward and backward through torch.compile (first step compiles, for seconds)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
@@ -64,6 +65,8 @@ class TrainConfig:
                 f"checkpoint_every must be an int >= 0 (0: only at the end), got {self.checkpoint_every!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if self.mixed_precision not in _PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -295,13 +298,16 @@ def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator,
                desc="train", dynamic_ncols=True, mininterval=2.0)  # fewer redraws in CI logs
     latest: dict[str, float] = {}
     model.train()
+    # The compiled wrapper shares the module's parameters; `model` itself stays what accelerate prepared, so
+    # gradient sync, checkpoints and unwrap_model see no difference.
+    forward = torch.compile(model) if config.compile else model
     with bar:
         for step in range(start + 1, config.steps + 1):
             sums: dict[str, Tensor] = {}
             for _ in range(config.grad_accum):
                 x = images[batches.next_indices().to(images.device)].to(accelerator.device, non_blocking=True)
                 with accelerator.accumulate(model):
-                    loss, logs = model(x)
+                    loss, logs = forward(x)
                     accelerator.backward(loss)
                     if config.max_grad_norm is not None and accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -1,0 +1,24 @@
+"""The GPU check's smoke mode: every part runs on the CPU at a tiny size and writes its figures."""
+
+import json
+
+from benchmarks import gpu_check
+
+
+def test_cpu_smoke_run_writes_every_part_with_peak_memory(tmp_path):
+    assert gpu_check.main(["--device", "cpu", "--size", "tiny", "--no-compile", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert set(result["parts"]) == {"autocast", "stylegan2"}
+    rows = [row for part in result["parts"].values() for row in part]
+    assert not [row for row in rows if "error" in row]
+    assert {row["dtype"] for row in result["parts"]["autocast"]} == {"float32", "float16 autocast",
+                                                                      "bfloat16 autocast"}
+    assert {(row["part"], row["variant"]) for row in result["parts"]["stylegan2"]} == {
+        ("StyleGAN2 forward", "eager"), ("StyleGAN2 train step", "eager")}
+    assert all(row["median_ms"] > 0 and row["peak_memory_mib"] > 0 for row in rows)
+
+
+def test_cuda_without_a_gpu_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""The fused kernels behind centerize_spherize: accuracy against float64, exact gradients, the opt-in
+compiled kernel and its fallback."""
+
+import threading
+import warnings
+
+import pytest
+import torch
+
+from sphere_plugins import centerize_spherize, fused
+
+
+def reference(z: torch.Tensor, radius: float = 1.0) -> torch.Tensor:
+    """centerize + spherize in float64, written out row by row."""
+    rows = z.double().flatten(1)
+    out = torch.stack([(r - r.sum() / r.numel()) * radius / (r - r.sum() / r.numel()).square().sum().sqrt()
+                       for r in rows])
+    return out.view(z.shape)
+
+
+def offset_inputs() -> dict[str, torch.Tensor]:
+    """Large offsets with unit spread, where sum(z^2) - d * mean^2 in float32 keeps no correct digit."""
+    g = torch.Generator().manual_seed(0)
+    offset = 1e4 + torch.randn(6, 512, generator=g)
+    outlier_first = torch.randn(6, 512, generator=g)
+    outlier_first[:, 0] += 1e4  # the entry the compiled kernel shifts by is far from the mean
+    mixed = torch.randn(6, 4, 8, 8, generator=g) * torch.logspace(-3, 3, 6).view(6, 1, 1, 1) + 3e3
+    return {"offset 1e4": offset, "outlier first entry": outlier_first, "mixed scales, offset 3e3": mixed}
+
+
+def assert_within_rounding_of_the_mean(out: torch.Tensor, z: torch.Tensor, radius: float) -> None:
+    """Per vector, |error| <= 2 eps (|mean| / spread + 1) max|out|: the floor any float32 method meets once
+    the mean itself is rounded to float32 (the subtraction z - mean inherits that rounding)."""
+    expected = reference(z, radius).flatten(1)
+    rows = z.double().flatten(1)
+    condition = rows.mean(dim=1).abs() / rows.std(dim=1, unbiased=False) + 1
+    bound = 2 * torch.finfo(torch.float32).eps * condition * expected.abs().amax(dim=1)
+    error = (out.double().flatten(1) - expected).abs().amax(dim=1)
+    assert torch.all(error <= bound), (error / bound).max()
+
+
+@pytest.mark.parametrize("name", list(offset_inputs()))
+def test_float32_constraint_matches_float64_under_large_offsets(name):
+    z = offset_inputs()[name]
+    assert_within_rounding_of_the_mean(centerize_spherize(z, 2.0), z, 2.0)
+
+
+def test_the_textbook_one_pass_formula_fails_on_these_inputs():
+    # Guards the test above: the inputs must be hard enough to break sum(z^2) - d * mean^2.
+    z = offset_inputs()["offset 1e4"]
+    mean = z.mean(dim=1, keepdim=True)
+    squared = z.square().sum(dim=1, keepdim=True) - z.shape[1] * mean.square()
+    naive = (z - mean) * 2.0 / squared.clamp_min(1e-30).sqrt()
+    assert (naive.double() - reference(z, 2.0)).abs().max() > 1e-2  # 100x the bound used above
+
+
+@pytest.mark.parametrize("dims", [None, -1, (1,)])
+def test_gradients_are_exact_in_float64(dims):
+    z = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: centerize_spherize(x, 1.5, dims=dims), (z,))
+    assert torch.autograd.gradgradcheck(lambda x: centerize_spherize(x, 1.5, dims=dims), (z,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtype_is_kept_and_vectors_land_on_the_sphere(dtype):
+    z = torch.randn(8, 64).to(dtype)
+    out = centerize_spherize(z, 3.0)
+    assert out.dtype == dtype
+    tolerance = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(out.double(), reference(z, 3.0), atol=tolerance, rtol=0)
+
+
+def test_non_contiguous_input_gives_the_same_values():
+    z = torch.randn(16, 10).t()  # [10, 16], strided
+    torch.testing.assert_close(centerize_spherize(z, 2.0).double(), reference(z, 2.0))
+
+
+def test_compiled_kernel_matches_float64_and_reports_bad_vectors():
+    """One compile for the process (dynamic shapes): accuracy, a second shape and radius, then the checks."""
+    kernel = fused.CompiledConstraint()
+    for z in offset_inputs().values():
+        assert_within_rounding_of_the_mean(kernel(z, 2.0)[0], z, 2.0)
+    z = torch.randn(5, 32)
+    z[1] = 7.0
+    z[3, 2] = float("nan")
+    out, scale = kernel(z, 1.0)
+    assert kernel.error is None
+    assert torch.isinf(scale[1]).all() and torch.isnan(scale[3]).all() and torch.isfinite(scale[[0, 2, 4]]).all()
+
+
+def test_opted_in_compiled_kernel_runs_only_without_autograd(monkeypatch):
+    calls = []
+    kernel = fused.CompiledConstraint()
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: calls.append(1) or fn(*a)))
+    monkeypatch.setattr(fused, "compiled_constraint", kernel)
+    monkeypatch.setattr(fused, "COMPILE_MIN_BYTES", 0)
+    z = torch.randn(4, 9)
+    centerize_spherize(z)
+    assert calls == []  # not asked for
+    monkeypatch.setenv(fused.COMPILE_ENV, "1")
+    torch.testing.assert_close(centerize_spherize(z, 2.0).double(), reference(z, 2.0))
+    assert calls == [1]
+    leaf = z.clone().requires_grad_(True)
+    out = centerize_spherize(leaf, 2.0)
+    assert calls == [1] and out.grad_fn is not None  # autograd takes the eager kernel
+    with pytest.raises(ValueError, match=r"samples \[2\].*zero"):
+        centerize_spherize(torch.cat([z, torch.ones(1, 9)]).roll(3, 0), 2.0)
+
+
+def test_a_failing_compile_warns_once_and_falls_back_to_eager(monkeypatch):
+    def broken(fn, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    kernel = fused.CompiledConstraint()
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(fused, "compiled_constraint", kernel)
+    monkeypatch.setattr(fused, "COMPILE_MIN_BYTES", 0)
+    monkeypatch.setenv(fused.COMPILE_ENV, "1")
+    z = torch.randn(4, 9)
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler"):
+        out = centerize_spherize(z, 2.0)
+    torch.testing.assert_close(out.double(), reference(z, 2.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        centerize_spherize(z, 2.0)  # switched off: no second attempt, no second warning
+    assert not kernel.enabled()
+
+
+def test_threads_share_one_compile(monkeypatch):
+    compiles = []
+
+    def slow_compile(fn, **kwargs):
+        compiles.append(1)
+        threading.Event().wait(0.05)  # widen the window in which a second thread could start its own
+        return fn
+
+    kernel = fused.CompiledConstraint()
+    monkeypatch.setattr(torch, "compile", slow_compile)
+    z = torch.randn(4, 9)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(kernel(z, 1.0)[0])) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert compiles == [1] and len(results) == 6
+    for out in results:
+        torch.testing.assert_close(out.double(), reference(z))
+
+
+def test_many_good_half_precision_vectors_pass_the_check():
+    # Thousands of log-scales summed in float16 would overflow; the check must not call them bad.
+    z = torch.randn(20000, 8).half()
+    assert torch.isfinite(centerize_spherize(z)).all()
