@@ -20,6 +20,7 @@ from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.metrics.record import MetricRecord
 from sphere_plugins.plugins import get_plugin_manager, load_model, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
+from sphere_plugins.schemes import ModelScheme, list_models
 from sphere_plugins.training import (
     AEObjective,
     Objective,
@@ -51,6 +52,7 @@ __all__ = [
     "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
+    "ModelScheme", "list_models",
     "centerize", "centerize_spherize", "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "load_model",
     "plugin_names", "register", "sample_prior", "slerp", "spherize", "unregister", "wrap_autoencoder",
     "wrap_generator",

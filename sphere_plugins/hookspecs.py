@@ -58,6 +58,28 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def sphere_save_model(model: Any, folder: Any) -> str | None:
+    """Write `model` into `folder` (a pathlib.Path, created and empty), or return None when it is not yours.
+
+    Called by `save_pretrained(DIR)` of both wrappers, newest plugin first; the first non-None result wins.
+    `model` is what the user wrapped (a module, a pipeline, ...). Write weights as safetensors (or the
+    library's own `save_pretrained`), never a pickle, and return the scheme whose `sphere_load_model`
+    rebuilds an equal model from f"{scheme}:{folder}" with no options and no network access.
+    """
+
+
+@hookspec
+def sphere_model_schemes() -> list[Any]:
+    """Return a `sphere_plugins.ModelScheme` for each spec scheme this plugin's `sphere_load_model` understands.
+
+    Each names the scheme, an example spec, a one-line description and the default options, which
+    `list_models()` and `sphere-plugins list` show. Its `recognizes(path)`, when set, says whether a plain
+    path (a file or folder) is one this scheme loads, so `load_model(path)` can infer the scheme; it must
+    only look at names and small files (no weights loaded, nothing imported that is slow).
+    """
+
+
 @hookspec
 def sphere_example_models() -> list[str]:
     """Return model specs of small models this plugin can build offline, e.g. ["stylegan2:tiny"].

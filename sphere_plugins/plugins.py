@@ -118,11 +118,33 @@ def example_models() -> list[str]:
     return [spec for specs in get_plugin_manager().hook.sphere_example_models() for spec in specs]
 
 
-def load_model(spec: str, **options: Any) -> Any:
-    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...)."""
+def load_model(spec: str | os.PathLike, **options: Any) -> Any:
+    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...).
+
+    A plain path (str or pathlib.Path) gets its scheme inferred: a save_pretrained folder returns the wrapper,
+    a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on.
+    """
+    from sphere_plugins.schemes import infer_scheme, list_models
+
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec, list_models)):
+        scheme = infer_scheme(spec)
+        if scheme == "saved":
+            from sphere_plugins.saving import load_pretrained
+
+            return load_pretrained(spec, **options)
+        spec = f"{scheme}:{os.fspath(spec)}"
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', got {spec!r}")
+        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', or an existing path, "
+                         f"got {spec!r}")
     model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
     if model is None:
         raise UnknownModelError(spec, plugin_names())
     return model
+
+
+def _looks_like_path(spec: str, list_models) -> bool:
+    """A string without a known scheme prefix that names an existing file or folder."""
+    if not os.path.exists(os.path.expanduser(spec)):
+        return False
+    scheme, colon, _ = spec.partition(":")
+    return not (colon and scheme in {s.scheme for s in list_models()})

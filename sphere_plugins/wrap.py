@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -148,6 +151,32 @@ class _SphericalBase(nn.Module):
     def extra_repr(self) -> str:
         return f"z_shape={self.z_shape}, prior={self.prior!r}"
 
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the wrapper's settings (JSON) and its model (through its plugin) to `folder`.
+
+        `sphere_plugins.load_model(folder)` or `from_pretrained(folder)` returns it with identical outputs.
+        """
+        from sphere_plugins.saving import save_pretrained
+
+        return save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **load_options: Any) -> _SphericalBase:
+        """The wrapper save_pretrained wrote to `folder`; `load_options` go to the model's loader."""
+        from sphere_plugins.saving import load_pretrained
+
+        wrapper = load_pretrained(folder, **load_options)
+        if not isinstance(wrapper, cls):
+            raise ValueError(f"{str(folder)!r} holds a {type(wrapper).__name__}, not a {cls.__name__}")
+        return wrapper
+
+    def __reduce_ex__(self, protocol: int):
+        raise TypeError(f"a {type(self).__name__} cannot be pickled (torch.save): its adapter holds functions of "
+                        "the model. Use wrapper.save_pretrained(DIR) and sphere_plugins.load_model(DIR)")
+
+    def __deepcopy__(self, memo: dict) -> _SphericalBase:
+        return copy._reconstruct(self, memo, *object.__reduce_ex__(self, 4))
+
 
 class SphericalGenerator(_SphericalBase):
     """A generator whose latents are centerized and spherized before they enter the model."""
@@ -258,8 +287,9 @@ def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radiu
     adapter = plugins.adapt_generator(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "generator", plugins.plugin_names())
-    return SphericalGenerator(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                              prior=prior, prior_params=prior_params)
+    wrapper = SphericalGenerator(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
+                                 prior=prior, prior_params=prior_params)
+    return _remember_source(wrapper, model, options)
 
 
 def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
@@ -273,5 +303,13 @@ def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, rad
     adapter = plugins.adapt_autoencoder(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "autoencoder", plugins.plugin_names())
-    return SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                                loss=loss, prior=prior, prior_params=prior_params)
+    wrapper = SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
+                                   loss=loss, prior=prior, prior_params=prior_params)
+    return _remember_source(wrapper, model, options)
+
+
+def _remember_source(wrapper: _SphericalBase, model: Any, options: dict[str, Any] | None) -> _SphericalBase:
+    """Keep what was wrapped and the adapter options, for save_pretrained (not as a submodule: no new state)."""
+    wrapper.__dict__["_source"] = model
+    wrapper.__dict__["adapter_options"] = dict(options or {})
+    return wrapper

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sphere_plugins import hookimpl
+from sphere_plugins.schemes import ModelScheme
 
 from sphere_diffusers import autoencoders, pipelines
-from sphere_diffusers.loading import load_diffusers
+from sphere_diffusers.loading import TINY_DEFAULTS, load_diffusers
 from sphere_diffusers.recognize import autoencoder_class, is_diffusers_autoencoder, is_pipeline, unsupported_message
 
 
@@ -50,3 +53,32 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["diffusers:tiny-vae", "diffusers:tiny-ddpm"]
+
+
+@hookimpl
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    """A supported diffusers model or pipeline through its own save_pretrained (safetensors)."""
+    if autoencoder_class(model) is None and not is_pipeline(model):
+        return None
+    model.save_pretrained(folder, safe_serialization=True)
+    return "diffusers"
+
+
+def _recognizes(path: Path) -> bool:
+    """A folder save_pretrained (or save_spherical) wrote: model_index.json, or config.json naming a class."""
+    if not path.is_dir():
+        return False
+    if (path / "model_index.json").is_file():
+        return True
+    try:
+        return "_class_name" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme("diffusers", "diffusers:path/to/folder", "diffusers: a save_pretrained folder (pipeline "
+                        "or AutoencoderKL/VQModel/AutoencoderTiny; a save_spherical folder loads as the wrapper), "
+                        "'owner/repo' from the Hugging Face cache, or 'diffusers:tiny-vae' / 'diffusers:tiny-ddpm' "
+                        "(random, small)", TINY_DEFAULTS, _recognizes)]
