@@ -113,12 +113,11 @@ def save_pretrained(wrapper: nn.Module, folder: str | os.PathLike) -> Path:
     if model_folder.exists():
         shutil.rmtree(model_folder)
     model_folder.mkdir()
-    scheme = plugins.get_plugin_manager().hook.sphere_save_model(model=model, folder=model_folder)
-    if scheme is None:
+    try:
+        scheme = save_model(model, model_folder)
+    except ValueError:
         model_folder.rmdir()
-        raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
-                         f"plugins loaded: {', '.join(plugins.plugin_names())}. Implement "
-                         "sphere_save_model(model, folder) in the plugin that adapts it")
+        raise
     record["model"] = {"scheme": scheme, "path": MODEL_FOLDER}
     extra_state = {k: v for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
     state_path = folder / STATE_FILE
@@ -130,6 +129,19 @@ def save_pretrained(wrapper: nn.Module, folder: str | os.PathLike) -> Path:
         state_path.unlink()
     _write_text(folder / WRAPPER_CONFIG, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return folder
+
+
+def save_model(model: Any, folder: str | os.PathLike) -> str:
+    """Write a bare model to `folder` through the plugin that owns it; returns the scheme that reloads it
+    (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scheme = plugins.get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
+    if scheme is None:
+        raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
+                         f"plugins loaded: {', '.join(plugins.plugin_names())}. Implement "
+                         "sphere_save_model(model, folder) in the plugin that adapts it")
+    return scheme
 
 
 def read_settings(folder: Path) -> dict[str, Any]:

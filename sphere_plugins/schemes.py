@@ -46,6 +46,11 @@ def _version_of(plugin: object) -> str | None:
     return None
 
 
+def plugin_versions() -> dict[str, str | None]:
+    """Every loaded plugin's name with the version of the distribution that ships it."""
+    return {name: _version_of(plugin) for name, plugin in sorted(plugins.get_plugin_manager().list_name_plugin())}
+
+
 def list_models(pattern: str = "*") -> list[ModelScheme]:
     """Every scheme the loaded plugins declare (matching a shell-style `pattern`), sorted by scheme."""
     found = []

@@ -199,23 +199,38 @@ class SphericalGenerator(_SphericalBase):
                model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
         """Generate n images from latents drawn from any registered prior.
 
-        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one.
+        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one
+        (diffusers' per-step noise, StyleGAN2's noise_mode='random'): one seed reproduces everything. A
+        generator given only in model_kwargs seeds the prior draw as well.
         """
         model_kwargs = dict(model_kwargs or {})
+        if generator is None and isinstance(model_kwargs.get("generator"), torch.Generator):
+            generator = model_kwargs["generator"]
         z = self.latents(n, prior, generator, **prior_params)
         if generator is not None and self.adapter.accepts_generator:
             model_kwargs.setdefault("generator", generator)
         return self.adapter.generate(z, **model_kwargs)
 
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int, **model_kwargs: Any) -> Tensor:
-        """Images along the great circle between the adapted z0 and z1 (both ends included)."""
+        """Images along the great circle between the adapted z0 and z1 (both ends included).
+
+        z0 and z1 are one latent each ([d] or [1, d]) or N pairs [N, d]; the result holds `steps` images per
+        pair, pair by pair ([N * steps, C, H, W]).
+        """
         if not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-        ends = [self.adapt(z.reshape(1, *z.shape[-len(self.z_shape):])) for z in (z0, z1)]
-        t = torch.linspace(0, 1, steps, device=ends[0].device, dtype=ends[0].dtype)
-        path = slerp(ends[0].expand(steps, *self.z_shape), ends[1].expand(steps, *self.z_shape), t,
-                     self.latent.dims)
-        return self.adapter.generate(path, **model_kwargs)
+        ends = [self.adapt(self._endpoint(z, name)) for z, name in ((z0, "z0"), (z1, "z1"))]
+        if ends[0].shape[0] != ends[1].shape[0]:
+            raise ValueError(f"z0 and z1 must hold as many latents, got {ends[0].shape[0]} and {ends[1].shape[0]}")
+        pairs = ends[0].shape[0]
+        t = torch.linspace(0, 1, steps, device=ends[0].device, dtype=ends[0].dtype).repeat(pairs)
+        a, b = (end.repeat_interleave(steps, dim=0) for end in ends)
+        return self.adapter.generate(slerp(a, b, t, self.latent.dims), **model_kwargs)
+
+    def _endpoint(self, z: Tensor, name: str) -> Tensor:
+        if isinstance(z, Tensor) and self.z_shape is not None and tuple(z.shape) == self.z_shape:
+            return z.unsqueeze(0)
+        return self._check_latent(z, name)
 
 
 class SphericalAutoencoder(_SphericalBase):

@@ -31,14 +31,14 @@ def inception_available(folder: str | os.PathLike | None = None) -> bool:
     return inception_weights_path(folder).is_file()
 
 
-def check_inception_weights(folder: str | os.PathLike | None = None) -> Path:
+def check_inception_weights(folder: str | os.PathLike | None = None, metric: str = "FID") -> Path:
     """Return the weight file path, or raise MissingWeightsError naming the file, the folder and its URL."""
     path = inception_weights_path(folder)
     if not path.is_file():
         raise MissingWeightsError(
             INCEPTION_FILE,
             str(path.parent),
-            "FID (clean-fid's InceptionV3)",
+            f"{metric} (clean-fid's InceptionV3)",
             INCEPTION_URL,
         )
     return path
