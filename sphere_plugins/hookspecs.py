@@ -40,11 +40,12 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
 
 @hookspec
 def sphere_register_priors(register: Callable[..., None]) -> None:
-    """Add latent priors by calling `register(name, sampler, description="", **defaults)`.
+    """Add latent priors by calling `register(name, sampler, description="", replace=False, **defaults)`.
 
     `sampler(shape, generator, device, dtype, **params)` returns a tensor of `shape` drawn with
-    the torch.Generator `generator` (or the global RNG when None). Called once for every plugin
-    when the prior registry is first built, and again after a plugin is registered.
+    the torch.Generator `generator` (or the global RNG when None). Called once for every plugin, oldest
+    first, when the prior registry is first built, and again after a plugin is registered. A name another
+    plugin registered (a built-in included) is refused unless `replace=True`, which replaces it.
     """
 
 

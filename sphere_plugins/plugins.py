@@ -7,6 +7,7 @@ import sys
 import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -66,8 +67,20 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
 
 
 def register(plugin: object, name: str | None = None) -> None:
-    """Register a plugin (a module or object with @hookimpl functions) for this process."""
+    """Register a plugin (a module or object with @hookimpl functions) for this process.
+
+    Its name is `name`, else the module's name or the object's class path; the same plugin twice, or a
+    second plugin under a taken name, is refused with the name it already has.
+    """
     manager = get_plugin_manager()
+    for existing_name, existing in manager.list_name_plugin():
+        if existing is plugin:
+            raise ValueError(f"plugin {readable_name(plugin)} is already registered as {existing_name!r}; "
+                             "unregister it first to register it again")
+    name = readable_name(plugin) if name is None else name
+    if manager.get_plugin(name) is not None or manager.is_blocked(name):
+        raise ValueError(f"a plugin named {name!r} is already registered; pass register(plugin, name=...) "
+                         f"with another name. Registered: {', '.join(plugin_names())}")
     manager.register(plugin, name=name)
     try:
         manager.check_pending()
@@ -75,6 +88,14 @@ def register(plugin: object, name: str | None = None) -> None:
         manager.unregister(plugin)
         raise
     _changed()
+
+
+def readable_name(plugin: object) -> str:
+    """A module's dotted name, a class's path, or an instance's class path."""
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def unregister(plugin: object | None = None, name: str | None = None) -> None:
@@ -109,8 +130,13 @@ def adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
 
 
 def collect_priors(register_prior) -> None:
-    """Let every plugin register its priors through `register_prior`."""
-    get_plugin_manager().hook.sphere_register_priors(register=register_prior)
+    """Let every plugin register its priors through `register_prior(plugin_name, name, sampler, ...)`, oldest
+    plugin first, so a later plugin that replaces a prior comes after the one it replaces."""
+    for implementation in get_plugin_manager().hook.sphere_register_priors.get_hookimpls():
+        def register(*args: Any, _plugin: str = implementation.plugin_name, **kwargs: Any) -> None:
+            register_prior(_plugin, *args, **kwargs)
+
+        implementation.function(register=register)
 
 
 def example_models() -> list[str]:

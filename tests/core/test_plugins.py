@@ -165,3 +165,22 @@ def test_load_model_with_an_unknown_scheme_lists_the_plugins():
 def test_builtin_tiny_autoencoder_loads_with_options():
     model = sphere_plugins.load_model("builtin:tiny-ae", z_dim=7, resolution=8)
     assert model.encode(torch.zeros(2, 1, 8, 8)).shape == (2, 7)
+
+
+class _Named:
+    @sphere_plugins.hookimpl
+    def sphere_example_models(self):
+        return []
+
+
+def test_register_names_a_plugin_by_its_class_path_and_refuses_it_twice():
+    plugin = _Named()
+    sphere_plugins.register(plugin)
+    try:
+        assert f"{__name__}._Named" in sphere_plugins.plugin_names()
+        with pytest.raises(ValueError, match=f"already registered as '{__name__}._Named'"):
+            sphere_plugins.register(plugin, name="again")
+        with pytest.raises(ValueError, match="a plugin named .* is already registered; pass register"):
+            sphere_plugins.register(_Named())
+    finally:
+        sphere_plugins.unregister(plugin)

@@ -171,3 +171,24 @@ def test_normalize_z_false_on_a_foreign_generator_explains_what_to_do(tmp_path):
     G, _ = _snapshot(tmp_path)
     with pytest.raises(ValueError, match="normalize_z.*load_network"):
         wrap_generator(_NVlabsStyleG(G), options={"normalize_z": False})
+
+
+def test_sample_generator_seeds_noise_mode_random_too():
+    gen = wrap_generator(load_model("stylegan2:tiny", seed=0))
+    draws = [gen.sample(2, generator=torch.Generator().manual_seed(3), model_kwargs={"noise_mode": "random"})
+             for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    other = gen.sample(2, generator=torch.Generator().manual_seed(4), model_kwargs={"noise_mode": "random"})
+    assert not torch.equal(draws[0], other)
+
+
+def test_one_class_label_applies_to_the_whole_batch():
+    G = load_model("stylegan2:tiny", seed=0, c_dim=4)
+    gen = wrap_generator(G)
+    z = torch.randn(3, G.z_dim)
+    expected = gen(z, c=torch.tensor([2, 2, 2]))
+    assert torch.equal(gen(z, c=torch.tensor([2])), expected)
+    assert torch.equal(gen(z, c=2), expected)
+    assert torch.equal(gen(z, c=torch.nn.functional.one_hot(torch.tensor([2]), 4).float()), expected)
+    path = gen.interpolate(z[0], z[1], steps=3, c=torch.tensor([2]))
+    assert path.shape[0] == 3
