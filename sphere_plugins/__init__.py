@@ -6,6 +6,7 @@ autoencoders, wired into third-party models through pluggy hooks.
 
 from sphere_plugins.data import ImageSet, load_images, save_image_grid, to_uint8
 from sphere_plugins.errors import (
+    CorruptWeightsError,
     MissingWeightsError,
     SpherePluginsError,
     UnknownAdapterError,
@@ -49,7 +50,7 @@ __all__ = [
     "AEObjective", "CheckpointError", "Objective", "SAEObjective", "SVAELoss", "SVAEObjective", "TrainConfig",
     "TrainResult", "VAEObjective", "conv_objective", "finetune_autoencoder_to_sae", "train",
     "AutoencoderAdapter", "AutoencoderOutput", "GeneratorAdapter", "ImageSet", "MetricRecord",
-    "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
+    "CorruptWeightsError", "MissingWeightsError", "SAELoss", "load_images", "save_image_grid", "to_uint8",
     "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError", "VAELoss",
     "ModelScheme", "list_models",

@@ -73,3 +73,14 @@ class MissingWeightsError(SpherePluginsError, FileNotFoundError):
 
 class UnsafePickleError(SpherePluginsError, ValueError):
     """Raised when a pickle names a global outside the allowed set; nothing from it was executed."""
+
+
+class CorruptWeightsError(SpherePluginsError, ValueError):
+    """Raised when a weight file is present but unreadable (truncated download, wrong file)."""
+
+    def __init__(self, path: str, purpose: str, source: str | None = None):
+        fresh = f"a fresh copy from {source}" if source else "a fresh copy"
+        super().__init__(f"{purpose}: the weight file {path!r} is present but unreadable (truncated or not the right "
+                         f"file?); delete it and put {fresh} there, or rerun with --allow-download "
+                         "(SPHERE_PLUGINS_ALLOW_DOWNLOAD=1) to let the library fetch it again.")
+        self.path = path

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-ALLOW_DOWNLOAD_ENV = "SPHERE_PLUGINS_ALLOW_DOWNLOAD"
+from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 DATA_SPECS = ("digits",)
 
 

@@ -138,8 +138,12 @@ def resolve_features(
 
     if isinstance(features, FeatureExtractor) and not isinstance(features, str):
         return features
-    if features == "inception" or (features == "auto" and inception_available(inception_dir)):
-        check_inception_weights(inception_dir, metric)
+    from sphere_plugins.downloads import downloads_allowed
+
+    if features == "inception" or (features == "auto" and (inception_available(inception_dir)
+                                                            or downloads_allowed())):
+        if not downloads_allowed():
+            check_inception_weights(inception_dir, metric)
         return InceptionFeatures(inception_dir, device)
     names = feature_networks()
     if features != "auto" and features not in names:
