@@ -51,7 +51,8 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sphere_plugins import TrainConfig, finetune_autoencoder_to_sae, load_model, wrap_autoencoder
+    from sphere_plugins import load_model, wrap_autoencoder
+    from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae
 
     model = load_model(args.spec, **args.options)
     wrapper = wrap_autoencoder(model, prior=args.prior)
