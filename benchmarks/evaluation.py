@@ -23,7 +23,9 @@ def feature_network(ctx: Context, real: Any) -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            extractor = resolve_features("auto", real, device=ctx.device, cache_dir=ctx.cache_dir)
+            # The suites train their offline network on the data's own labels, never a stand-in network.
+            features = "auto" if getattr(real, "labels", None) is not None else "inception"
+            extractor = resolve_features(features, real, device=ctx.device, cache_dir=ctx.cache_dir)
         except MissingWeightsError as error:
             raise BenchmarkError(f"{error} Without it, FD needs labelled data (digits, or a folder with one "
                                  "sub-folder per class) to train the offline feature network") from None

@@ -12,6 +12,15 @@ def check_inputs(options: Options) -> None:
     """Raise BenchmarkError (one clear line) for a bad device, data spec or model spec; nothing runs before."""
     check_device(options.device)
     check_data_spec(options.data, options.resolution)
+    if "finetune" in options.suites and options.data.startswith("folder:"):
+        import warnings
+
+        from benchmarks.suites.finetune import held_out_share
+        from sphere_plugins.data import list_image_files
+
+        with warnings.catch_warnings():  # only the error matters here; the suite warns when it runs
+            warnings.simplefilter("ignore")
+            held_out_share(len(list_image_files(options.data[len("folder:"):])), 0.2)
     if options.model is not None:
         check_model_spec(options.model, options.suites)
 

@@ -50,7 +50,7 @@ def render_report(results: list[dict]) -> str:
 
 def write_report(out: Path) -> Path:
     """Gather the suites' results under `out` into report.md (and a summary.json of their timings)."""
-    from sphere_plugins.data import atomic_path
+    from sphere_plugins.files import atomic_path
 
     results = load_results(out)
     path = Path(out) / REPORT_FILE

@@ -12,6 +12,7 @@ from importlib import import_module
 
 from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.errors import (
+    CorruptWeightsError,
     DataFileError,
     MissingWeightsError,
     SpherePluginsError,
@@ -35,6 +36,7 @@ from sphere_plugins.plugins import (
     unregister,
 )
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
+from sphere_plugins.schemes import list_models
 from sphere_plugins.wrap import (
     AutoencoderAdapter,
     AutoencoderOutput,
@@ -48,11 +50,11 @@ from sphere_plugins.wrap import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "DataFileError", "FittedSpherePrior", "GeneratorAdapter",
+    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "CorruptWeightsError", "DataFileError", "FittedSpherePrior", "GeneratorAdapter",
     "MissingWeightsError", "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
     "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
     "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "fit_sphere_prior", "get_plugin_manager", "get_prior",
-    "hookimpl", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",
+    "hookimpl", "list_models", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",
     "spherize", "trainable_generators", "unregister", "wrap_autoencoder", "wrap_generator",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +78,11 @@ def load_images(
     raise ValueError(f"unknown data spec {spec!r}; expected {ACCEPTED_SPECS}")
 
 
-def check_image_tensor(images: Tensor, name: str = "images") -> Tensor:
-    """Return `images` unchanged after checking it is a finite float [N, C, H, W] batch in [-1, 1]."""
+def check_image_tensor(images: Tensor, name: str = "images", clamp: bool = False) -> Tensor:
+    """Return `images` unchanged after checking it is a finite float [N, C, H, W] batch in [-1, 1].
+
+    clamp=True clamps values outside [-1, 1] instead (a generator's raw output overshoots), warning once.
+    """
     if not isinstance(images, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of images, got {type(images).__name__}")
     if images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
@@ -88,12 +92,26 @@ def check_image_tensor(images: Tensor, name: str = "images") -> Tensor:
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     low, high = images.min().item(), images.max().item()
+    if (low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE) and clamp:
+        _warn_clamp_once(name, low, high)
+        return images.clamp(-1, 1)
     if low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
         raise ValueError(
             f"{name} must have values in [-1, 1], got min {low:.4g} and max {high:.4g} "
             "(map [0, 1] images with x * 2 - 1, uint8 images with x / 127.5 - 1)"
         )
     return images
+
+
+_clamp_warned = False
+
+
+def _warn_clamp_once(name: str, low: float, high: float) -> None:
+    global _clamp_warned
+    if not _clamp_warned:
+        _clamp_warned = True
+        warnings.warn(f"{name} has values in [{low:.4g}, {high:.4g}]; clamped to [-1, 1] for saving (warned once)",
+                      stacklevel=3)
 
 
 def convert_images(
@@ -268,10 +286,13 @@ def to_uint8(images: Tensor) -> Tensor:
 
 
 def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8, padding: int = 1) -> Path:
-    """Write [-1, 1] images as one PNG grid of `nrow` columns, atomically (temp file, then rename)."""
+    """Write [-1, 1] images as one PNG grid of `nrow` columns, atomically (temp file, then rename).
+
+    Values outside [-1, 1] (StyleGAN2 overshoots) are clamped, as to_uint8 does, with a warning once.
+    """
     from PIL import Image
 
-    images = check_image_tensor(images, "images")
+    images = check_image_tensor(images, "images", clamp=True)
     if nrow < 1:
         raise ValueError(f"nrow must be >= 1, got {nrow}")
     pixels = to_uint8(images).cpu()

@@ -79,3 +79,14 @@ class UnsafePickleError(SpherePluginsError, ValueError):
 
 class DataFileError(SpherePluginsError, ValueError):
     """Raised when a data file is missing, truncated or not what its name promises; the message names the file."""
+
+
+class CorruptWeightsError(SpherePluginsError, ValueError):
+    """Raised when a weight file is present but unreadable (truncated download, wrong file)."""
+
+    def __init__(self, path: str, purpose: str, source: str | None = None):
+        fresh = f"a fresh copy from {source}" if source else "a fresh copy"
+        super().__init__(f"{purpose}: the weight file {path!r} is present but unreadable (truncated or not the right "
+                         f"file?); delete it and put {fresh} there, or rerun with --allow-download "
+                         "(SPHERE_PLUGINS_ALLOW_DOWNLOAD=1) to let the library fetch it again.")
+        self.path = path

@@ -94,6 +94,15 @@ class FittedSpherePrior(nn.Module):
             config["covariance"] = self.covariance
         return config
 
+    def get_config(self) -> dict[str, Any]:
+        """save_pretrained's name for config()."""
+        return self.config()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> FittedSpherePrior:
+        """An unfitted prior of the shapes `config` names; load_state_dict then fills in the fitted values."""
+        return cls(**config)
+
     @classmethod
     def config_from_state(cls, state: dict[str, Tensor]) -> dict[str, Any]:
         """The config() of the prior a state_dict was taken from (it is inferable from the buffers)."""

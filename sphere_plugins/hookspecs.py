@@ -45,11 +45,12 @@ def sphere_adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
 
 @hookspec
 def sphere_register_priors(register: Callable[..., None]) -> None:
-    """Add latent priors by calling `register(name, sampler, description="", **defaults)`.
+    """Add latent priors by calling `register(name, sampler, description="", replace=False, **defaults)`.
 
     `sampler(shape, generator, device, dtype, **params)` returns a tensor of `shape` drawn with
-    the torch.Generator `generator` (or the global RNG when None). Called once for every plugin
-    when the prior registry is first built, and again after a plugin is registered.
+    the torch.Generator `generator` (or the global RNG when None). Called once for every plugin, oldest
+    first, when the prior registry is first built, and again after a plugin is registered. A name another
+    plugin registered (a built-in included) is refused unless `replace=True`, which replaces it.
     """
 
 
@@ -63,13 +64,14 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
     """
 
 
-@hookspec
-def sphere_example_models() -> list[str]:
-    """Return model specs of small models this plugin can build offline, e.g. ["stylegan2:tiny"].
+@hookspec(firstresult=True)
+def sphere_save_model(model: Any, folder: Any) -> str | None:
+    """Write `model` into `folder` (a pathlib.Path, created and empty), or return None when it is not yours.
 
-    The contract tests load every spec all plugins return and check each adapter's promises
-    (both steps off = the raw model, codes on the sphere, every prior samples), so a new
-    adapter is tested for free. Return an empty list when building one needs files.
+    Called by `save_pretrained(DIR)` of both wrappers, newest plugin first; the first non-None result wins.
+    `model` is what the user wrapped (a module, a pipeline, ...). Write weights as safetensors (or the
+    library's own `save_pretrained`), never a pickle, and return the scheme whose `sphere_load_model`
+    rebuilds an equal model from f"{scheme}:{folder}" with no options and no network access.
     """
 
 
@@ -77,8 +79,22 @@ def sphere_example_models() -> list[str]:
 def sphere_model_schemes() -> list[Any]:
     """Return a `sphere_plugins.ModelScheme` for every spec scheme your `sphere_load_model` handles.
 
-    Error messages, `model_schemes()` and the benchmarks read the known schemes, their spec forms and
-    which models (generator, autoencoder) they give from here, so none of them keeps its own list.
+    Each names the scheme, the models it gives (generator, autoencoder), its spec forms, an example spec, a
+    one-line description and the default options. Error messages, `model_schemes()`, `list_models()`,
+    `sphere-plugins list` and the benchmarks read them from here, so none of them keeps its own list. Its
+    `recognizes(path)`, when set, says whether a plain path (a file or folder) is one this scheme loads, so
+    `load_model(path)` can infer the scheme; it must only look at names and small files (no weights loaded,
+    nothing imported that is slow).
+    """
+
+
+@hookspec
+def sphere_example_models() -> list[str]:
+    """Return model specs of small models this plugin can build offline, e.g. ["stylegan2:tiny"].
+
+    The contract tests load every spec all plugins return and check each adapter's promises
+    (both steps off = the raw model, codes on the sphere, every prior samples), so a new
+    adapter is tested for free. Return an empty list when building one needs files.
     """
 
 

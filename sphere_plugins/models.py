@@ -54,6 +54,7 @@ class ConvDecoder(nn.Module):
         layers += [nn.Conv2d(width, channels, 3, padding=1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.z_dim = z_dim
+        self.config = {"channels": channels, "resolution": resolution, "z_dim": z_dim, "width": width}
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(self.fc(z).view(-1, self.width, 4, 4))
@@ -85,3 +86,5 @@ class ConvAutoencoder(EncoderDecoder):
     def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1):
         super().__init__(ConvEncoder(channels, resolution, z_dim, width, heads),
                          ConvDecoder(channels, resolution, z_dim, width), z_dim)
+        # The constructor's arguments, so save_pretrained can rebuild it.
+        self.config = {"channels": channels, "resolution": resolution, "z_dim": z_dim, "width": width, "heads": heads}

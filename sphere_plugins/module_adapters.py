@@ -3,11 +3,13 @@
 - generator: an nn.Module with an int `z_dim` attribute (or `z_shape=` given), called as model(z)
   (or model.decode(z) when it has a decode method: an autoencoder's decoder is its generator).
 - autoencoder: a module with `encode`/`decode` methods, or an (encoder, decoder) pair.
-- models: "builtin:tiny-ae" (a small conv autoencoder; options channels, resolution, z_dim, width).
+- models: "builtin:tiny-ae" (a small conv autoencoder; options channels, resolution, z_dim, width), and
+  "builtin:FOLDER" for one that save_pretrained wrote.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -15,6 +17,7 @@ from torch import nn
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.models import ConvAutoencoder, EncoderDecoder
 from sphere_plugins.offers import ModelScheme
+from sphere_plugins.saving import read_module_folder, save_module_folder
 from sphere_plugins.wrap import AutoencoderAdapter, GeneratorAdapter
 
 
@@ -59,11 +62,6 @@ def sphere_example_models() -> list[str]:
     return ["builtin:tiny-ae"]
 
 
-@hookimpl
-def sphere_model_schemes() -> list[ModelScheme]:
-    return [ModelScheme("builtin", ("autoencoder",), "builtin:tiny-ae")]
-
-
 @hookimpl(trylast=True)
 def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
     scheme, _, name = spec.partition(":")
@@ -71,4 +69,41 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
         return None
     if name == "tiny-ae":
         return ConvAutoencoder(**options)
-    raise ValueError(f"unknown built-in model {name!r} in spec {spec!r}; built-in models: tiny-ae")
+    if Path(name).expanduser().is_dir():
+        return _load_saved(Path(name).expanduser(), options)
+    raise ValueError(f"unknown built-in model {name!r} in spec {spec!r}; built-in models: tiny-ae, or a folder "
+                     "written by save_pretrained")
+
+
+SAVED_FORMAT = "sphere-plugins-builtin"
+TINY_AE_DEFAULTS = {"channels": 1, "resolution": 16, "z_dim": 10, "width": 32}
+
+
+def _load_saved(folder: Path, options: dict[str, Any]) -> ConvAutoencoder:
+    if options:
+        raise ValueError(f"a saved built-in model takes no options, got {sorted(options)}")
+    config, state = read_module_folder(folder, SAVED_FORMAT)
+    model = ConvAutoencoder(**config["config"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@hookimpl(trylast=True)
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    if type(model) is not ConvAutoencoder:
+        return None
+    save_module_folder(model, folder, {"format": SAVED_FORMAT, "class": "ConvAutoencoder", "config": model.config})
+    return "builtin"
+
+
+def _is_saved_builtin(path: Path) -> bool:
+    config = path / "config.json"
+    return config.is_file() and f'"{SAVED_FORMAT}"' in config.read_text(errors="replace")[:4096]
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme(
+        "builtin", ("autoencoder",), "builtin:tiny-ae or builtin:FOLDER", example="builtin:tiny-ae",
+        description="a small conv autoencoder (encoder/decoder with z_dim) for tests and quick runs, or a folder "
+                    "save_pretrained wrote", defaults=TINY_AE_DEFAULTS, recognizes=_is_saved_builtin)]

@@ -7,8 +7,9 @@ their own lists, so a third-party plugin shows up everywhere by implementing the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -17,24 +18,40 @@ KINDS = ("generator", "autoencoder")
 
 @dataclass(frozen=True)
 class ModelScheme:
-    """A spec scheme a plugin loads ("stylegan2" in "stylegan2:ffhq.pkl") and what its models are.
+    """A spec scheme a plugin loads ("stylegan2" in "stylegan2:ffhq.pkl"): what its models are and how to use it.
 
     `kinds`: which of "generator" / "autoencoder" the loaded models wrap as.
     `usage`: the spec forms, for help and error messages, e.g. "stylegan2:PATH.pkl or stylegan2:tiny".
+    `example`: one spec that works, shown by `sphere-plugins list`; `description`: one line on what loads;
+    `defaults`: the options a spec gets when it names none (shown by `list`).
+    `recognizes(path)`: whether a plain file or folder is one this scheme loads, so `load_model(path)` can
+    infer the scheme; it looks only at names and small files.
     `hub_ids`: whether "owner/name" after the colon may name a model the plugin finds in a local cache
     (so a missing path is not an error by itself).
+    `plugin` and `version` are filled in by `list_models()` (the plugin that declared it and its distribution).
     """
 
     name: str
     kinds: tuple[str, ...]
     usage: str
+    example: str = ""
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    recognizes: Callable[[Path], bool] | None = field(default=None, hash=False, compare=False)
     hub_ids: bool = False
+    plugin: str = ""
+    version: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.kinds) - set(KINDS))
         if not self.name or ":" in self.name or unknown:
             raise ValueError(f"ModelScheme needs a name without ':' and kinds among {KINDS}; "
                              f"got name={self.name!r}, kinds={self.kinds!r}")
+
+    @property
+    def scheme(self) -> str:
+        """The scheme's name (the part of a spec before the colon)."""
+        return self.name
 
 
 @dataclass(frozen=True)

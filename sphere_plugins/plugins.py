@@ -7,6 +7,7 @@ import sys
 import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -68,8 +69,20 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
 
 
 def register(plugin: object, name: str | None = None) -> None:
-    """Register a plugin (a module or object with @hookimpl functions) for this process."""
+    """Register a plugin (a module or object with @hookimpl functions) for this process.
+
+    Its name is `name`, else the module's name or the object's class path; the same plugin twice, or a
+    second plugin under a taken name, is refused with the name it already has.
+    """
     manager = get_plugin_manager()
+    for existing_name, existing in manager.list_name_plugin():
+        if existing is plugin:
+            raise ValueError(f"plugin {readable_name(plugin)} is already registered as {existing_name!r}; "
+                             "unregister it first to register it again")
+    name = readable_name(plugin) if name is None else name
+    if manager.get_plugin(name) is not None or manager.is_blocked(name):
+        raise ValueError(f"a plugin named {name!r} is already registered; pass register(plugin, name=...) "
+                         f"with another name. Registered: {', '.join(plugin_names())}")
     manager.register(plugin, name=name)
     try:
         manager.check_pending()
@@ -77,6 +90,14 @@ def register(plugin: object, name: str | None = None) -> None:
         manager.unregister(plugin)
         raise
     _changed()
+
+
+def readable_name(plugin: object) -> str:
+    """A module's dotted name, a class's path, or an instance's class path."""
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def unregister(plugin: object | None = None, name: str | None = None) -> None:
@@ -111,8 +132,13 @@ def adapt_autoencoder(model: Any, options: dict[str, Any]) -> Any:
 
 
 def collect_priors(register_prior) -> None:
-    """Let every plugin register its priors through `register_prior`."""
-    get_plugin_manager().hook.sphere_register_priors(register=register_prior)
+    """Let every plugin register its priors through `register_prior(plugin_name, name, sampler, ...)`, oldest
+    plugin first, so a later plugin that replaces a prior comes after the one it replaces."""
+    for implementation in get_plugin_manager().hook.sphere_register_priors.get_hookimpls():
+        def register(*args: Any, _plugin: str = implementation.plugin_name, **kwargs: Any) -> None:
+            register_prior(_plugin, *args, **kwargs)
+
+        implementation.function(register=register)
 
 
 def example_models() -> list[str]:
@@ -142,11 +168,33 @@ def trainable_generators() -> dict[str, TrainableGenerator]:
     return offered
 
 
-def load_model(spec: str, **options: Any) -> Any:
-    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...)."""
+def load_model(spec: str | os.PathLike, **options: Any) -> Any:
+    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...).
+
+    A plain path (str or pathlib.Path) gets its scheme inferred: a save_pretrained folder returns the wrapper,
+    a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on.
+    """
+    from sphere_plugins.schemes import infer_scheme, list_models
+
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec, list_models)):
+        scheme = infer_scheme(spec)
+        if scheme == "saved":
+            from sphere_plugins.saving import load_pretrained
+
+            return load_pretrained(spec, **options)
+        spec = f"{scheme}:{os.fspath(spec)}"
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', got {spec!r}")
+        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', or an existing path, "
+                         f"got {spec!r}")
     model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
     if model is None:
         raise UnknownModelError(spec, plugin_names(), [s.usage for s in model_schemes().values()])
     return model
+
+
+def _looks_like_path(spec: str, list_models) -> bool:
+    """A string without a known scheme prefix that names an existing file or folder."""
+    if not os.path.exists(os.path.expanduser(spec)):
+        return False
+    scheme, colon, _ = spec.partition(":")
+    return not (colon and scheme in {s.scheme for s in list_models()})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,15 +73,20 @@ class PriorRegistry:
 
     def _build(self) -> dict[str, Prior]:
         priors: dict[str, Prior] = {}
+        owners: dict[str, str] = {}
 
-        def register(name: str, sampler: Sampler, description: str = "", **defaults: Any) -> None:
+        def register(plugin: str, name: str, sampler: Sampler, description: str = "", replace: bool = False,
+                     **defaults: Any) -> None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"prior name must be a non-empty string, got {name!r}")
             if not callable(sampler):
                 raise ValueError(f"sampler for prior {name!r} must be callable, got {sampler!r}")
-            if name in priors:
-                warnings.warn(f"prior {name!r} registered twice; the later registration wins", stacklevel=2)
+            if name in priors and not replace:
+                raise ValueError(f"plugin {plugin!r} registers the prior {name!r}, which plugin {owners[name]!r} "
+                                 "already registered; pass replace=True to register(...) to replace it, or "
+                                 "choose another name")
             priors[name] = Prior(name, sampler, dict(defaults), description)
+            owners[name] = plugin
 
         plugins.collect_priors(register)
         return priors

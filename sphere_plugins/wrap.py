@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -170,6 +173,32 @@ class _SphericalBase(nn.Module):
         noise = getattr(self, "latent_noise", 0.0)
         return f"z_shape={self.z_shape}, prior={self.prior!r}" + (f", latent_noise={noise:g}" if noise else "")
 
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the wrapper's settings (JSON) and its model (through its plugin) to `folder`.
+
+        `sphere_plugins.load_model(folder)` or `from_pretrained(folder)` returns it with identical outputs.
+        """
+        from sphere_plugins.saving import save_pretrained
+
+        return save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **load_options: Any) -> _SphericalBase:
+        """The wrapper save_pretrained wrote to `folder`; `load_options` go to the model's loader."""
+        from sphere_plugins.saving import load_pretrained
+
+        wrapper = load_pretrained(folder, **load_options)
+        if not isinstance(wrapper, cls):
+            raise ValueError(f"{str(folder)!r} holds a {type(wrapper).__name__}, not a {cls.__name__}")
+        return wrapper
+
+    def __reduce_ex__(self, protocol: int):
+        raise TypeError(f"a {type(self).__name__} cannot be pickled (torch.save): its adapter holds functions of "
+                        "the model. Use wrapper.save_pretrained(DIR) and sphere_plugins.load_model(DIR)")
+
+    def __deepcopy__(self, memo: dict) -> _SphericalBase:
+        return copy._reconstruct(self, memo, *object.__reduce_ex__(self, 4))
+
 
 class SphericalGenerator(_SphericalBase):
     """A generator whose latents are centerized and spherized before they enter the model."""
@@ -196,23 +225,38 @@ class SphericalGenerator(_SphericalBase):
                model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
         """Generate n images from latents drawn from any registered prior.
 
-        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one.
+        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one
+        (diffusers' per-step noise, StyleGAN2's noise_mode='random'): one seed reproduces everything. A
+        generator given only in model_kwargs seeds the prior draw as well.
         """
         model_kwargs = dict(model_kwargs or {})
+        if generator is None and isinstance(model_kwargs.get("generator"), torch.Generator):
+            generator = model_kwargs["generator"]
         z = self.latents(n, prior, generator, **prior_params)
         if generator is not None and self.adapter.accepts_generator:
             model_kwargs.setdefault("generator", generator)
         return self.adapter.generate(z, **model_kwargs)
 
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int, **model_kwargs: Any) -> Tensor:
-        """Images along the great circle between the adapted z0 and z1 (both ends included)."""
+        """Images along the great circle between the adapted z0 and z1 (both ends included).
+
+        z0 and z1 are one latent each ([d] or [1, d]) or N pairs [N, d]; the result holds `steps` images per
+        pair, pair by pair ([N * steps, C, H, W]).
+        """
         if not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-        ends = [self.adapt(z.reshape(1, *z.shape[-len(self.z_shape):])) for z in (z0, z1)]
-        t = torch.linspace(0, 1, steps, device=ends[0].device, dtype=ends[0].dtype)
-        path = slerp(ends[0].expand(steps, *self.z_shape), ends[1].expand(steps, *self.z_shape), t,
-                     self.latent.dims)
-        return self.adapter.generate(path, **model_kwargs)
+        ends = [self.adapt(self._endpoint(z, name)) for z, name in ((z0, "z0"), (z1, "z1"))]
+        if ends[0].shape[0] != ends[1].shape[0]:
+            raise ValueError(f"z0 and z1 must hold as many latents, got {ends[0].shape[0]} and {ends[1].shape[0]}")
+        pairs = ends[0].shape[0]
+        t = torch.linspace(0, 1, steps, device=ends[0].device, dtype=ends[0].dtype).repeat(pairs)
+        a, b = (end.repeat_interleave(steps, dim=0) for end in ends)
+        return self.adapter.generate(slerp(a, b, t, self.latent.dims), **model_kwargs)
+
+    def _endpoint(self, z: Tensor, name: str) -> Tensor:
+        if isinstance(z, Tensor) and self.z_shape is not None and tuple(z.shape) == self.z_shape:
+            return z.unsqueeze(0)
+        return self._check_latent(z, name)
 
 
 class SphericalAutoencoder(_SphericalBase):
@@ -380,8 +424,9 @@ def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radiu
     adapter = plugins.adapt_generator(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "generator", plugins.plugin_names())
-    return SphericalGenerator(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                              prior=prior, prior_params=prior_params)
+    wrapper = SphericalGenerator(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
+                                 prior=prior, prior_params=prior_params)
+    return _remember_source(wrapper, model, options)
 
 
 def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
@@ -399,5 +444,14 @@ def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, rad
     adapter = plugins.adapt_autoencoder(model, _options(z_shape, options))
     if adapter is None:
         raise UnknownAdapterError(model, "autoencoder", plugins.plugin_names())
-    return SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                                loss=loss, prior=prior, prior_params=prior_params, latent_noise=latent_noise)
+    wrapper = SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
+                                   loss=loss, prior=prior, prior_params=prior_params,
+                                   latent_noise=latent_noise)
+    return _remember_source(wrapper, model, options)
+
+
+def _remember_source(wrapper: _SphericalBase, model: Any, options: dict[str, Any] | None) -> _SphericalBase:
+    """Keep what was wrapped and the adapter options, for save_pretrained (not as a submodule: no new state)."""
+    wrapper.__dict__["_source"] = model
+    wrapper.__dict__["adapter_options"] = dict(options or {})
+    return wrapper

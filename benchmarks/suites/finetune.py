@@ -5,6 +5,7 @@ before and after. Quick scale pre-trains a tiny AutoencoderKL briefly as a VAE o
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -116,6 +117,29 @@ def latent_options(vae: nn.Module, resolution: int) -> dict:
     return {"latent_size": resolution // factor}
 
 
+def fd_minimum() -> int:
+    """Images a Frechet distance needs on the feature network this run will use (its width + 1), known
+    before anything is trained: Inception's 2048 when its file is present, else the offline classifier's."""
+    from sphere_plugins.metrics import ClassifierConfig, inception_available
+
+    return 2049 if inception_available() else ClassifierConfig().feature_dim + 1
+
+
+def held_out_share(n_images: int, held_out: float) -> float:
+    """The preset's held-out share, raised (with a warning) when it leaves too few images for FD; the training
+    share must keep as many. Raises BenchmarkError when the data is too small for both."""
+    needed = fd_minimum()
+    if n_images < 2 * needed:
+        raise BenchmarkError(f"--data holds {n_images} images; the finetune suite needs at least {2 * needed} "
+                             f"({needed} held out for FD on {needed - 1}-d features, as many to train on)")
+    if round(n_images * held_out) >= needed:
+        return held_out
+    share = needed / n_images
+    warnings.warn(f"finetune: {n_images} images give {round(n_images * held_out)} held out at {held_out:.0%}; holding "
+                  f"out {needed} ({share:.0%}) so the reconstruction FD has enough images", stacklevel=2)
+    return share
+
+
 def run(ctx: Context) -> None:
     from sphere_plugins.data import ImageSet
     from sphere_plugins.training import finetune_autoencoder_to_sae
@@ -129,7 +153,7 @@ def run(ctx: Context) -> None:
     else:
         data = load_data(ctx.options, resolution=s["resolution"],
                          channels=1 if ctx.options.data == "digits" else None, limit=s["limit"])
-    train_idx, test_idx = train_test_split(len(data), s["held_out"], ctx.options.seed)
+    train_idx, test_idx = train_test_split(len(data), held_out_share(len(data), s["held_out"]), ctx.options.seed)
     test = ImageSet(data.images[test_idx], None, data.name, f"{len(test_idx)} held-out images of {data.description}")
     extractor = feature_network(ctx, data)
     check_sample_count(s["n_samples"], extractor, data, "the fine-tuned decoders' samples")

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sphere_plugins.data import ImageSet, atomic_path, check_image_tensor
+from sphere_plugins.data import ImageSet, check_image_tensor
+from sphere_plugins.files import atomic_path
 from sphere_plugins.metrics.record import library_versions
 
 CACHE_ENV = "SPHERE_PLUGINS_CACHE"

@@ -127,31 +127,46 @@ def resolve_features(
     device: str | torch.device = "cpu",
     cache_dir: str | os.PathLike | None = None,
     inception_dir: str | os.PathLike | None = None,
+    metric: str = "FID",
 ) -> FeatureExtractor:
     """Pick the feature network: "inception" (or raise MissingWeightsError), "classifier" (trained on the
-    labelled ImageSet `real`), or "auto": Inception when its file exists, else the classifier with a warning."""
+    labelled images of `real`: an ImageSet, a data spec or a folder with one sub-folder per class), the name
+    of a registered offline network (see metrics.networks), or "auto": Inception when its file exists, else
+    the first offline network that suits `real`, with a warning naming it. `metric` ("FID", "KID") is the
+    one the messages name."""
+    from sphere_plugins.metrics.networks import as_image_set, feature_networks, offline_features
+
     if isinstance(features, FeatureExtractor) and not isinstance(features, str):
         return features
-    if features == "inception":
+    from sphere_plugins.downloads import downloads_allowed
+
+    if features == "inception" or (features == "auto" and (inception_available(inception_dir)
+                                                            or downloads_allowed())):
+        if not downloads_allowed():
+            check_inception_weights(inception_dir, metric)
         return InceptionFeatures(inception_dir, device)
-    if features == "auto" and inception_available(inception_dir):
-        return InceptionFeatures(inception_dir, device)
-    if features in ("auto", "classifier"):
-        if not (isinstance(real, ImageSet) and real.labels is not None):
-            if features == "auto":
-                check_inception_weights(inception_dir)
-            raise ValueError(
-                "features='classifier' needs `real` to be a labelled ImageSet (e.g. load_images('digits'))"
-            )
-        extractor = classifier_features(real, cache_dir, device=device)
+    names = feature_networks()
+    if features != "auto" and features not in names:
+        raise ValueError(f"features must be {FEATURE_CHOICES} or a registered network ({', '.join(names)}), "
+                         f"got {features!r}")
+    real_set = as_image_set(real)
+    if real_set is None:
         if features == "auto":
-            warnings.warn(
-                f"{INCEPTION_FILE} is not in {inception_weights_path(inception_dir).parent}: reporting "
-                f"{fd_label(extractor)} ({extractor.description}) instead of FID",
-                stacklevel=2,
-            )
-        return extractor
-    raise ValueError(f"features must be {FEATURE_CHOICES}, got {features!r}")
+            check_inception_weights(inception_dir, metric)
+        raise ValueError(f"features={features!r} needs `real` as images (an ImageSet, a tensor, a data spec or a "
+                         f"folder) to build an offline feature network; got {type(real).__name__}")
+    if features == "classifier" and real_set.labels is None:
+        raise ValueError(f"features='classifier' needs class labels, and {real_set.name!r} has none (a folder needs "
+                         f"one sub-folder per class); use features='auto' or 'digits-cnn', or put "
+                         f"{INCEPTION_FILE} in {inception_weights_path(inception_dir).parent} for {metric}")
+    extractor = offline_features(real_set, device, cache_dir, None if features == "auto" else features)
+    if features == "auto":
+        warnings.warn(
+            f"{INCEPTION_FILE} is not in {inception_weights_path(inception_dir).parent}: reporting "
+            f"{(fd_label if metric == 'FID' else kd_label)(extractor)} ({extractor.description}) instead of {metric}",
+            stacklevel=3,
+        )
+    return extractor
 
 
 def extract_features(
@@ -173,9 +188,10 @@ def extract_features(
     return np.concatenate(chunks).astype(np.float64)
 
 
-def _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir):
+def _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir,
+                   metric="FID"):
     """Resolve the extractor and compute features of both sets."""
-    extractor = resolve_features(features, real, device, cache_dir, inception_dir)
+    extractor = resolve_features(features, real, device, cache_dir, inception_dir, metric)
     f_real = extract_features(real, extractor, n_real, batch_size, cache_dir, "real")
     f_fake = extract_features(fake, extractor, n_fake, batch_size, cache_dir, "fake")
     return extractor, f_real, f_fake
@@ -242,7 +258,7 @@ def compute_kid(
 ) -> MetricRecord:
     """Kernel distance (KID) between two image sources; sources and labelling as in compute_fid."""
     extractor, f_real, f_fake = _pair_features(
-        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir
+        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir, "KID"
     )
     value = kernel_distance(f_real, f_fake, num_subsets, max_subset_size, seed)
     extra = {"num_subsets": num_subsets, "max_subset_size": max_subset_size}

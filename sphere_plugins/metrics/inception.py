@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from sphere_plugins.data import check_image_tensor, to_uint8
-from sphere_plugins.errors import MissingWeightsError
+from sphere_plugins.downloads import downloads_allowed
+from sphere_plugins.errors import CorruptWeightsError, MissingWeightsError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
@@ -31,14 +32,14 @@ def inception_available(folder: str | os.PathLike | None = None) -> bool:
     return inception_weights_path(folder).is_file()
 
 
-def check_inception_weights(folder: str | os.PathLike | None = None) -> Path:
+def check_inception_weights(folder: str | os.PathLike | None = None, metric: str = "FID") -> Path:
     """Return the weight file path, or raise MissingWeightsError naming the file, the folder and its URL."""
     path = inception_weights_path(folder)
     if not path.is_file():
         raise MissingWeightsError(
             INCEPTION_FILE,
             str(path.parent),
-            "FID (clean-fid's InceptionV3)",
+            f"{metric} (clean-fid's InceptionV3)",
             INCEPTION_URL,
         )
     return path
@@ -67,8 +68,16 @@ class InceptionFeatures:
         if model is None:
             from cleanfid.inception_torchscript import InceptionV3W
 
-            path = check_inception_weights(folder)
-            model = InceptionV3W(str(path.parent), download=False, resize_inside=False)
+            path = inception_weights_path(folder)
+            download = downloads_allowed() and not path.is_file()
+            if not download:
+                check_inception_weights(folder)
+            try:
+                model = InceptionV3W(str(path.parent), download=download, resize_inside=False)
+            except (RuntimeError, ValueError, EOFError, OSError) as error:
+                if download or not path.is_file():
+                    raise
+                raise CorruptWeightsError(str(path), "FID/KID (clean-fid's InceptionV3)", INCEPTION_URL) from error
             self.is_standard_inception = True
             self.name = INCEPTION_NAME
             self.fingerprint = f"{INCEPTION_NAME}-{path.stat().st_size}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import torch
 from torch import Tensor
 
 from sphere_plugins.data import check_image_tensor
-from sphere_plugins.errors import MissingWeightsError
+from sphere_plugins.downloads import downloads_allowed
+from sphere_plugins.errors import CorruptWeightsError, MissingWeightsError
 from sphere_plugins.metrics.record import MetricRecord
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
@@ -44,12 +46,18 @@ class LPIPS:
         import lpips
 
         path = lpips_backbone_path(net)
-        if not allow_random_backbone and not path.is_file():
-            purpose = f"LPIPS-{net} (torchvision backbone)"
+        purpose = f"LPIPS-{net} (torchvision backbone)"
+        present = path.is_file()
+        if not allow_random_backbone and not present and not downloads_allowed():
             raise MissingWeightsError(path.name, str(path.parent), purpose, _backbone_url(net))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=allow_random_backbone, verbose=False)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=allow_random_backbone, verbose=False)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            if not present or allow_random_backbone:
+                raise
+            raise CorruptWeightsError(str(path), purpose, _backbone_url(net)) from error
         self.model = self.model.to(device).eval()
         self.device = torch.device(device)
         self.net = net

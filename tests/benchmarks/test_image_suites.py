@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 
+import pytest
 import torch
 
 from sphere_plugins import GeneratorAdapter, TrainableGenerator, hookimpl, register, unregister
@@ -171,3 +172,26 @@ def test_the_sampling_suite_names_the_trainable_generators_on_offer(tiny_presets
     monkeypatch.setitem(sampling.PRESETS, "quick", dataclasses.replace(sampling.PRESETS["quick"], generator="nope"))
     assert run_cli(["sampling", "--out", str(tmp_path)]) != 0
     assert "'nope', which no loaded plugin offers (offered: stylegan2)" in capsys.readouterr().err
+def test_finetune_on_too_small_a_folder_exits_2_before_any_work(run_cli, tmp_path, capsys, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("SPHERE_PLUGINS_INCEPTION_DIR", str(tmp_path / "no-weights"))
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(100):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(folder / f"{i}.png")
+    assert run_cli(["finetune", "--data", f"folder:{folder}", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 100 images" in err[0] and "at least 130" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_finetune_holds_out_enough_images_of_a_small_folder_with_a_warning(monkeypatch, tmp_path):
+    from benchmarks.suites.finetune import held_out_share
+
+    monkeypatch.setenv("SPHERE_PLUGINS_INCEPTION_DIR", str(tmp_path / "no-weights"))
+    with pytest.warns(UserWarning, match="give 40 held out at 20%; holding out 65"):
+        share = held_out_share(200, 0.2)
+    assert round(200 * share) == 65
+    assert held_out_share(1000, 0.2) == 0.2

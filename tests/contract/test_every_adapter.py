@@ -104,3 +104,21 @@ def test_autoencoder_decodes_every_registered_prior(spec, prior):
     wrapped = wrap_autoencoder(_model(spec))
     images = wrapped.sample(2, prior=prior, generator=torch.Generator().manual_seed(0))
     assert images.shape[0] == 2 and torch.isfinite(images).all()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("spec, role", CASES)
+def test_save_pretrained_round_trips_with_identical_outputs(spec, role, tmp_path):
+    wrap = wrap_generator if role == "generator" else wrap_autoencoder
+    wrapped = wrap(_model(spec), prior="uniform", low=-2.0, high=3.0)
+    wrapped.save_pretrained(tmp_path / "saved")
+    loaded = load_model(tmp_path / "saved")
+    assert type(loaded) is type(wrapped)
+    assert (loaded.prior, loaded.prior_params, loaded.z_shape) == ("uniform", {"low": -2.0, "high": 3.0},
+                                                                   wrapped.z_shape)
+    assert loaded.latent.radius == wrapped.latent.radius
+    assert torch.equal(loaded.sample(2, generator=torch.Generator().manual_seed(4)),
+                       wrapped.sample(2, generator=torch.Generator().manual_seed(4)))
+    if role == "autoencoder":
+        x = _inputs(wrapped)
+        assert torch.equal(loaded(x).reconstruction, wrapped(x).reconstruction)

@@ -184,3 +184,20 @@ def test_training_names_moved_off_the_top_level_still_import_with_a_warning():
 def test_every_top_level_name_is_exported_and_documented():
     for name in sphere_plugins.__all__:
         assert getattr(sphere_plugins, name).__doc__, name
+class _Named:
+    @sphere_plugins.hookimpl
+    def sphere_example_models(self):
+        return []
+
+
+def test_register_names_a_plugin_by_its_class_path_and_refuses_it_twice():
+    plugin = _Named()
+    sphere_plugins.register(plugin)
+    try:
+        assert f"{__name__}._Named" in sphere_plugins.plugin_names()
+        with pytest.raises(ValueError, match=f"already registered as '{__name__}._Named'"):
+            sphere_plugins.register(plugin, name="again")
+        with pytest.raises(ValueError, match="a plugin named .* is already registered; pass register"):
+            sphere_plugins.register(_Named())
+    finally:
+        sphere_plugins.unregister(plugin)

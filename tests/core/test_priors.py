@@ -98,3 +98,33 @@ def test_a_registered_plugin_adds_a_prior_and_removing_it_drops_the_prior():
     finally:
         sphere_plugins.unregister(plugin)
     assert "arcsine" not in list_priors()
+
+
+class _Shadow:
+    def __init__(self, replace):
+        self.replace = replace
+
+    @sphere_plugins.hookimpl
+    def sphere_register_priors(self, register):
+        register("normal", lambda shape, generator, device, dtype: torch.full(shape, 7.0, dtype=dtype),
+                 "sevens", replace=self.replace)
+
+
+def test_a_prior_under_a_built_in_name_is_refused_without_replace():
+    plugin = _Shadow(replace=False)
+    sphere_plugins.register(plugin)
+    try:
+        with pytest.raises(ValueError, match="'normal', which plugin 'sphere_plugins.priors' already registered"):
+            sample_prior("normal", (2,))
+    finally:
+        sphere_plugins.unregister(plugin)
+    assert sample_prior("normal", (2,), generator=torch.Generator().manual_seed(0)).ne(7).all()
+
+
+def test_replace_true_replaces_a_built_in_prior():
+    plugin = _Shadow(replace=True)
+    sphere_plugins.register(plugin)
+    try:
+        assert torch.equal(sample_prior("normal", (3,)), torch.full((3,), 7.0))
+    finally:
+        sphere_plugins.unregister(plugin)

@@ -247,3 +247,24 @@ def test_sample_decodes_prior_draws_on_the_sphere():
 def test_something_without_encode_and_decode_is_not_an_autoencoder():
     with pytest.raises(UnknownAdapterError, match="autoencoder"):
         wrap_autoencoder(nn.Linear(2, 2))
+
+
+def test_interpolate_takes_batched_endpoints_pair_by_pair():
+    gen = wrap_generator(TinyGenerator())
+    z0, z1 = torch.randn(3, 16), torch.randn(3, 16)
+    images = gen.interpolate(z0, z1, steps=4)
+    assert images.shape == (12, 1, 4, 4)
+    for pair in range(3):
+        one = gen.interpolate(z0[pair], z1[pair], steps=4)
+        torch.testing.assert_close(images[4 * pair: 4 * pair + 4], one)
+    gen.interpolate(z0, z1, steps=4)
+    ends = gen.model.seen.view(3, 4, 16)
+    torch.testing.assert_close(ends[:, 0], gen.adapt(z0))
+    torch.testing.assert_close(ends[:, -1], gen.adapt(z1))
+
+
+def test_a_generator_given_only_in_model_kwargs_seeds_the_prior_draw_too():
+    gen = wrap_generator(TinyGenerator())
+    first = gen.sample(2, prior="chi2", model_kwargs={"generator": torch.Generator().manual_seed(5)})
+    second = gen.sample(2, prior="chi2", model_kwargs={"generator": torch.Generator().manual_seed(5)})
+    assert torch.equal(first, second)

@@ -149,3 +149,17 @@ def test_the_classifier_config_keeps_its_old_name_with_a_deprecation_warning():
         assert metrics.TrainingConfig is metrics.ClassifierConfig
     with pytest.warns(DeprecationWarning, match="ClassifierConfig"):
         assert features.TrainingConfig is features.ClassifierConfig
+def test_image_grid_clamps_out_of_range_values_with_one_warning(tmp_path):
+    import warnings
+
+    import sphere_plugins.data as data
+
+    data._clamp_warned = False
+    images = torch.tensor([-7.0, 10.0, 0.0, 1.0]).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    with pytest.warns(UserWarning, match=r"values in \[-7, 10\]; clamped"):
+        save_image_grid(images, tmp_path / "a.png", nrow=4, padding=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_image_grid(images, tmp_path / "b.png", nrow=4, padding=0)
+    pixels = np.asarray(Image.open(tmp_path / "a.png"))
+    assert pixels[0, ::2].tolist() == [0, 255, 128, 255]  # -7 -> -1, 10 -> 1, 0 -> 127.5 rounded, 1

@@ -116,10 +116,25 @@ def test_inception_request_never_falls_back_to_another_network(tmp_path, digits)
         compute_fid(digits, digits.images, features="inception", inception_dir=tmp_path)
 
 
-def test_auto_without_inception_or_labels_raises_missing_weights(tmp_path):
-    images = torch.rand(20, 1, 8, 8) * 2 - 1
-    with pytest.raises(MissingWeightsError):
-        compute_fid(images, images, features="auto", inception_dir=tmp_path)
+def test_auto_without_inception_or_labels_falls_back_to_a_named_network(tmp_path, cnn_cache):
+    images = torch.rand(80, 1, 8, 8) * 2 - 1
+    with pytest.warns(UserWarning, match="reporting FD-digits-cnn .* instead of FID"):
+        record = compute_fid(images, images, features="auto", inception_dir=tmp_path, cache_dir=cnn_cache)
+    assert record.metric == "FD-digits-cnn"
+
+
+def test_an_unlabelled_folder_spec_falls_back_offline_and_kid_says_kid(tmp_path, cnn_cache):
+    images = torch.rand(12, 1, 8, 8) * 2 - 1
+    _write_folder(tmp_path / "real", [np.asarray(x) for x in ((images[:, 0] + 1) * 127.5).round().to(torch.uint8)])
+    with pytest.warns(UserWarning, match="instead of KID"):
+        record = compute_kid(f"folder:{tmp_path / 'real'}", images, features="auto", inception_dir=tmp_path,
+                             cache_dir=cnn_cache, num_subsets=2, max_subset_size=10)
+    assert record.metric == "KD-digits-cnn"
+
+
+def test_kid_missing_inception_names_kid(tmp_path, digits):
+    with pytest.raises(MissingWeightsError, match="^KID"):
+        compute_kid(digits, digits.images, features="inception", inception_dir=tmp_path)
 
 
 def test_auto_without_inception_reports_labelled_fd_with_a_warning(tmp_path, digits, digits_cnn, cnn_cache):
@@ -217,5 +232,5 @@ def test_unknown_features_choice_is_rejected(digits):
 def test_labelled_data_is_required_for_the_classifier(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ValueError, match="labelled ImageSet"):
+        with pytest.raises(ValueError, match="needs class labels.*features='auto' or 'digits-cnn'"):
             compute_fid(ImageSet(digits.images, None, "x"), digits.images, features="classifier")

@@ -19,6 +19,10 @@ import torch
 from sphere_diffusers.recognize import SUPPORTED_AUTOENCODERS, supported_pipeline, unsupported_message
 
 BUILDERS = ("tiny-vae", "tiny-ddpm")
+# The builders' defaults, as `sphere-plugins list` shows them.
+TINY_DEFAULTS = {"tiny-vae": {"channels": 3, "resolution": 16, "latent_channels": 4, "block_out_channels": [32, 64]},
+                 "tiny-ddpm": {"channels": 3, "resolution": 16, "block_out_channels": [32, 64],
+                               "num_train_timesteps": 20, "scheduler": "ddpm"}}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -139,6 +143,10 @@ def load_diffusers(name: str, options: dict[str, Any]) -> Any:
         return build_tiny_ddpm(**options)
     folder = Path(name).expanduser()
     if folder.is_dir():
+        from sphere_diffusers.saving import ADAPTER_FILE, load_spherical
+
+        if (folder / ADAPTER_FILE).is_file():  # save_spherical wrote it: the wrapper, not the bare model
+            return load_spherical(folder, **options)
         return load_folder(folder, options)
     if folder.exists():
         raise ValueError(f"'diffusers:{name}' must name a folder written by save_pretrained, got a file")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sphere_plugins import hookimpl
 from sphere_plugins.offers import ModelScheme
 
 from sphere_diffusers import autoencoders, pipelines
-from sphere_diffusers.loading import load_diffusers
+from sphere_diffusers.loading import TINY_DEFAULTS, load_diffusers
 from sphere_diffusers.recognize import autoencoder_class, is_diffusers_autoencoder, is_pipeline, unsupported_message
 
 
@@ -54,7 +56,33 @@ def sphere_example_models() -> list[str]:
 
 
 @hookimpl
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    """A supported diffusers model or pipeline through its own save_pretrained (safetensors)."""
+    if autoencoder_class(model) is None and not is_pipeline(model):
+        return None
+    model.save_pretrained(folder, safe_serialization=True)
+    return "diffusers"
+
+
+def _recognizes(path: Path) -> bool:
+    """A folder save_pretrained (or save_spherical) wrote: model_index.json, or config.json naming a class."""
+    if not path.is_dir():
+        return False
+    if (path / "model_index.json").is_file():
+        return True
+    try:
+        return "_class_name" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+@hookimpl
 def sphere_model_schemes() -> list[ModelScheme]:
-    return [ModelScheme("diffusers", ("generator", "autoencoder"),
-                        "diffusers:PATH, diffusers:owner/repo (from the local cache), diffusers:tiny-vae or "
-                        "diffusers:tiny-ddpm", hub_ids=True)]
+    return [ModelScheme(
+        "diffusers", ("generator", "autoencoder"),
+        "diffusers:PATH, diffusers:owner/repo (from the local cache), diffusers:tiny-vae or diffusers:tiny-ddpm",
+        example="diffusers:path/to/folder",
+        description="a save_pretrained folder (pipeline or AutoencoderKL/VQModel/AutoencoderTiny; a save_spherical "
+                    "folder loads as the wrapper), 'owner/repo' from the Hugging Face cache, or "
+                    "'diffusers:tiny-vae' / 'diffusers:tiny-ddpm' (random, small)",
+        defaults=TINY_DEFAULTS, recognizes=_recognizes, hub_ids=True)]

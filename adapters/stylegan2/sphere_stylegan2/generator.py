@@ -12,8 +12,13 @@ from sphere_stylegan2.layers import records_init
 from sphere_stylegan2.synthesis import SynthesisNetwork
 
 
-def labels(c: Tensor | None, c_dim: int, batch: int, device: torch.device) -> Tensor:
-    """Class labels as [N, c_dim] floats: None is allowed only when c_dim == 0; int labels become one-hot."""
+def labels(c: Tensor | int | None, c_dim: int, batch: int, device: torch.device) -> Tensor:
+    """Class labels as [N, c_dim] floats: None is allowed only when c_dim == 0; int labels become one-hot;
+    one label (an int, [1] or [1, c_dim]) applies to the whole batch."""
+    if isinstance(c, int) and not isinstance(c, bool):
+        c = torch.tensor([c], device=device)
+    if isinstance(c, Tensor) and c.dim() in (1, 2) and c.shape[0] == 1 and batch != 1 and c_dim > 0:
+        c = c.expand(batch, *c.shape[1:])
     if c is None:
         if c_dim > 0:
             raise ValueError(f"c must be given for this conditional network: a tensor [N, {c_dim}] "

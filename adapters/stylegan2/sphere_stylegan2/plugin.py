@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
 from sphere_plugins.wrap import GeneratorAdapter, check_adapter_options
-from sphere_stylegan2.configs import tiny_generator
+from sphere_stylegan2.configs import TINY_DEFAULTS, tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
-from sphere_stylegan2.generator import labels
-from sphere_stylegan2.loader import load_network
+from sphere_stylegan2.generator import Generator, labels
+from sphere_stylegan2.loader import CONFIG_NAME, FORMAT, load_network, save_network
 from sphere_stylegan2.mapping import MappingNetwork
 from sphere_stylegan2.trainable import TRAINABLE
 
@@ -29,17 +33,33 @@ def is_stylegan_generator(model: Any) -> bool:
             and isinstance(getattr(model, "synthesis", None), nn.Module))
 
 
+@contextmanager
+def _seeded_noise(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
+    """Run the synthesis' own noise draws (noise_mode='random') from a seed taken from `generator`,
+    leaving the global RNG as it was."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def make_generate(model: nn.Module, normalize_z: bool = True):
-    """generate(z, c=None, truncation_psi=1, truncation_cutoff=None, noise_mode='const', force_fp32=False)."""
+    """generate(z, c=None, truncation_psi=1, truncation_cutoff=None, noise_mode='const', force_fp32=False,
+    generator=None); one class label c (an int or a 1-element tensor) applies to the whole batch, and
+    `generator` seeds noise_mode='random'."""
     c_dim = int(getattr(model, "c_dim", 0) or 0)
     mapping_kwargs = {} if normalize_z else {"normalize_z": False}
 
-    def generate(z: Tensor, c: Tensor | None = None, truncation_psi: float = 1,
+    def generate(z: Tensor, c: Tensor | int | None = None, truncation_psi: float = 1,
                  truncation_cutoff: int | None = None, noise_mode: str = "const", force_fp32: bool = False,
-                 **synthesis_kwargs: Any) -> Tensor:
+                 generator: torch.Generator | None = None, **synthesis_kwargs: Any) -> Tensor:
         ws = model.mapping(z, labels(c, c_dim, z.shape[0], z.device), truncation_psi=truncation_psi,
                            truncation_cutoff=truncation_cutoff, **mapping_kwargs)
-        return model.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, **synthesis_kwargs)
+        with _seeded_noise(generator if noise_mode == "random" else None, z.device):
+            return model.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, **synthesis_kwargs)
 
     return generate
 
@@ -64,7 +84,7 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     entry = "z before the mapping network" + ("'s RMS normalization" if normalize_z else " (its normalization off)")
     return GeneratorAdapter(z_shape=z_shape, generate=make_generate(model, normalize_z),
                             radius=math.sqrt(model.z_dim), module=model, name=type(model).__name__,
-                            latent_entry=entry, normalizes_z=True)
+                            latent_entry=entry, normalizes_z=True, accepts_generator=True)
 
 
 @hookimpl
@@ -97,8 +117,33 @@ def sphere_example_models() -> list[str]:
 
 
 @hookimpl
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    """Our Generator as the safetensors folder format (save_network), which 'stylegan2:FOLDER' reads."""
+    if not isinstance(model, Generator):
+        return None
+    save_network(model, folder)
+    return SCHEME
+
+
+def _recognizes(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".pkl"
+    config = path / CONFIG_NAME
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("format") == FORMAT
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+@hookimpl
 def sphere_model_schemes() -> list[ModelScheme]:
-    return [ModelScheme(SCHEME, ("generator",), "stylegan2:PATH.pkl, stylegan2:FOLDER or stylegan2:tiny")]
+    return [ModelScheme(
+        SCHEME, ("generator",), "stylegan2:PATH.pkl, stylegan2:FOLDER or stylegan2:tiny", example="stylegan2:ffhq.pkl",
+        description="StyleGAN2-ADA: an NVlabs network pickle (read without running its code), a folder "
+                    "save_network wrote, or 'stylegan2:tiny' (random, small); option network='G_ema'|'G'|'D'",
+        defaults={"network": "G_ema", "tiny": dict(TINY_DEFAULTS)}, recognizes=_recognizes)]
 
 
 @hookimpl

@@ -23,6 +23,39 @@ class TimmAutoencoder(EncoderDecoder):
         super().__init__(encoder, decoder, encoder.z_dim)
 
 
+# The options of build_timm_autoencoder (and of "timm:NAME" specs) with their defaults.
+DEFAULTS = {"z_dim": 10, "resolution": 16, "channels": 1, "width": 32, "pretrained": False, "min_size": 32}
+_ALIASES = {"in_chans": "channels", "img_size": "resolution"}
+
+
+def _value(text: str) -> Any:
+    """A query value as the int, float or bool it spells, else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(rest: str) -> tuple[str, dict[str, Any]]:
+    """'resnet18?in_chans=3&img_size=64' -> ('resnet18', {'channels': 3, 'resolution': 64})."""
+    name, _, query = rest.partition("?")
+    options: dict[str, Any] = {}
+    for item in filter(None, query.split("&")):
+        key, equals, text = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"timm spec options must read key=value joined by '&', got {item!r} in {rest!r}")
+        key = _ALIASES.get(key, key)
+        if key in options:
+            raise ValueError(f"timm spec option {key!r} given twice in {rest!r}")
+        options[key] = _value(text)
+    return name, options
+
+
 def build_timm_autoencoder(name: str, z_dim: int = 10, resolution: int = 16, channels: int = 1, width: int = 32,
                            pretrained: bool = False, checkpoint_path: str | os.PathLike | None = None,
                            min_size: int = 32, **timm_kwargs: Any) -> TimmAutoencoder:

@@ -104,6 +104,7 @@ class TimmEncoder(nn.Module):
         self.z_dim = z_dim
         self.in_chans = in_chans
         self.min_size = min_size
+        self.timm_kwargs = dict(timm_kwargs)  # what save_pretrained needs to rebuild the backbone
         mean, std = self._normalization(in_chans)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)

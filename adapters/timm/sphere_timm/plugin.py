@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sphere_plugins import AutoencoderAdapter, hookimpl
@@ -9,7 +10,8 @@ from sphere_plugins.offers import ModelScheme
 from sphere_plugins.wrap import check_adapter_options
 from torch import nn
 
-from sphere_timm.autoencoder import TimmAutoencoder, build_timm_autoencoder
+from sphere_timm.autoencoder import DEFAULTS, TimmAutoencoder, build_timm_autoencoder, parse_spec
+from sphere_timm.saving import is_saved_timm, load_saved, save_timm_autoencoder
 from sphere_timm.encoder import TimmEncoder
 
 OPTIONS = ("z_shape",)
@@ -43,14 +45,30 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> TimmAutoencoder | N
     scheme, _, name = spec.partition(":")
     if scheme != "timm":
         return None
-    return build_timm_autoencoder(name, **options)
+    if Path(name).expanduser().is_dir():
+        return load_saved(Path(name).expanduser(), options)
+    name, query = parse_spec(name)
+    return build_timm_autoencoder(name, **{**query, **options})
+
+
+@hookimpl
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    if not isinstance(model, TimmAutoencoder):
+        return None
+    save_timm_autoencoder(model, folder)
+    return "timm"
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme(
+        "timm", ("autoencoder",), "timm:MODEL_NAME[?k=v&...] (an encoder such as timm:resnet18, with a decoder)",
+        example="timm:resnet18?channels=3&resolution=64&z_dim=16",
+        description="a timm backbone encoder + the core's conv decoder; options after '?' as k=v&k=v (in_chans and "
+                    "img_size are aliases of channels and resolution), or a folder save_pretrained wrote",
+        defaults=dict(DEFAULTS), recognizes=is_saved_timm)]
 
 
 @hookimpl
 def sphere_example_models() -> list[str]:
     return ["timm:test_resnet"]
-
-
-@hookimpl
-def sphere_model_schemes() -> list[ModelScheme]:
-    return [ModelScheme("timm", ("autoencoder",), "timm:MODEL_NAME (an encoder such as timm:resnet18, with a decoder)")]

@@ -50,3 +50,15 @@ def test_saving_a_wrapper_of_a_non_diffusers_model_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="diffusers model"):
         save_spherical(wrapped, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_save_spherical_folder_loads_as_the_wrapper_through_load_model(tmp_path):
+    from sphere_plugins import SphericalAutoencoder, load_model
+
+    wrapped = wrap_autoencoder(load_model("diffusers:tiny-vae", seed=0), prior="chi2", radius=5.0)
+    save_spherical(wrapped, tmp_path)
+    for loaded in (load_model(tmp_path), load_model(f"diffusers:{tmp_path}")):
+        assert isinstance(loaded, SphericalAutoencoder)
+        assert (loaded.prior, loaded.latent.radius) == ("chi2", 5.0)
+        torch.testing.assert_close(loaded.eval().sample(2, generator=torch.Generator().manual_seed(0)),
+                                   wrapped.eval().sample(2, generator=torch.Generator().manual_seed(0)))

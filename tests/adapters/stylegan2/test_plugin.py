@@ -179,3 +179,27 @@ def test_an_unknown_adapter_option_is_named_with_the_accepted_ones():
     G = load_model("stylegan2:tiny", resolution=8, channels=1, z_dim=8, w_dim=8)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['normalise_z'\].*z_shape, normalize_z"):
         wrap_generator(G, options={"normalise_z": False})
+def test_sample_generator_seeds_noise_mode_random_too():
+    G = load_model("stylegan2:tiny", seed=0)
+    with torch.no_grad():
+        for name, parameter in G.named_parameters():
+            if name.endswith("noise_strength"):  # zero at init: make the random noise show in the images
+                parameter.fill_(0.5)
+    gen = wrap_generator(G)
+    draws = [gen.sample(2, generator=torch.Generator().manual_seed(3), model_kwargs={"noise_mode": "random"})
+             for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    other = gen.sample(2, generator=torch.Generator().manual_seed(4), model_kwargs={"noise_mode": "random"})
+    assert not torch.equal(draws[0], other)
+
+
+def test_one_class_label_applies_to_the_whole_batch():
+    G = load_model("stylegan2:tiny", seed=0, c_dim=4)
+    gen = wrap_generator(G)
+    z = torch.randn(3, G.z_dim)
+    expected = gen(z, c=torch.tensor([2, 2, 2]))
+    assert torch.equal(gen(z, c=torch.tensor([2])), expected)
+    assert torch.equal(gen(z, c=2), expected)
+    assert torch.equal(gen(z, c=torch.nn.functional.one_hot(torch.tensor([2]), 4).float()), expected)
+    path = gen.interpolate(z[0], z[1], steps=3, c=torch.tensor([2]))
+    assert path.shape[0] == 3

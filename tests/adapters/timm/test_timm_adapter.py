@@ -188,3 +188,11 @@ def test_weights_in_the_hugging_face_cache_are_used_offline(classifier_weights, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     loaded = TimmEncoder(NAME, 4, pretrained=True).backbone.state_dict()
     assert torch.equal(loaded["conv1.0.weight"], state["conv1.0.weight"])
+
+
+def test_spec_options_after_a_question_mark_set_channels_and_size():
+    ae = load_model("timm:test_resnet?in_chans=3&img_size=8&z_dim=6")
+    assert (ae.encoder.in_chans, ae.z_dim) == (3, 6)
+    assert ae.decode(torch.zeros(1, 6)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="key=value"):
+        load_model("timm:test_resnet?in_chans")

@@ -1,0 +1,175 @@
+"""What every subcommand shares: one-line usage errors, argument parsers for seeds and k=v pairs, checks
+that run before any work, and the JSON record written beside the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
+DATA_SPECS = ("digits",)
+
+
+class UsageError(Exception):
+    """A bad argument found before any work: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) and examples kept as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # argparse's own is usage + message over several lines
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device to run on (default: cpu)")
+    parser.add_argument("--allow-download", action="store_true",
+                        help=f"let the libraries download missing weights themselves (or set {ALLOW_DOWNLOAD_ENV}=1)")
+
+
+def value(text: str) -> Any:
+    """A k=v value as the bool, int or float it spells, else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def pairs(items: list[str] | None, argument: str) -> dict[str, Any]:
+    """['k=v', ...] -> {k: v}, numbers parsed."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, equals, text = item.partition("=")
+        if not equals or not key.isidentifier():
+            raise UsageError(f"{argument} takes KEY=VALUE with KEY a name, got {item!r}")
+        result[key] = value(text)
+    return result
+
+
+def seeds(text: str, at_least: int = 1) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    found: list[int] = []
+    try:
+        for part in filter(None, text.split(",")):
+            low, dash, high = part.partition("-")
+            first, last = int(low), int(high) if dash else int(low)
+            if first < 0 or last < first:
+                raise ValueError
+            found.extend(range(first, last + 1))
+    except ValueError:
+        raise UsageError(f"--seeds takes non-negative ints and ranges such as '0-15' or '1,5,9', got {text!r}") \
+            from None
+    if len(found) < at_least:
+        raise UsageError(f"--seeds needs at least {at_least} seed(s), got {text!r}")
+    return found
+
+
+def check_prior(name: str | None, params: dict[str, Any]) -> None:
+    from sphere_plugins.priors import get_prior, list_priors
+
+    if name is None:
+        if params:
+            raise UsageError("--prior-param needs --prior (the parameters belong to a prior)")
+        return
+    if name not in list_priors():
+        raise UsageError(f"unknown --prior {name!r}; registered priors: {', '.join(list_priors())}")
+    unknown = sorted(set(params) - set(get_prior(name).defaults))
+    if unknown:
+        accepted = ", ".join(sorted(get_prior(name).defaults)) or "none"
+        raise UsageError(f"--prior-param {unknown} unknown for prior {name!r}; accepted: {accepted}")
+
+
+def check_spec(spec: str, argument: str = "SPEC") -> None:
+    """A known scheme, or an existing path whose scheme can be inferred."""
+    from sphere_plugins.schemes import infer_scheme, list_models
+
+    schemes = {s.scheme: s for s in list_models()}
+    scheme, colon, _ = spec.partition(":")
+    if colon and scheme in schemes:
+        return
+    if os.path.exists(os.path.expanduser(spec)):
+        try:
+            infer_scheme(spec)
+        except ValueError as error:
+            raise UsageError(f"{argument}: {error}") from None
+        return
+    examples = ", ".join(s.example for s in schemes.values())
+    raise UsageError(f"{argument} {spec!r} is neither a model spec 'scheme:rest' of a loaded plugin nor an existing "
+                     f"path; examples: {examples}")
+
+
+def check_out(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {path!r} is a file; expected a folder to write into")
+    return out
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for name in ("sphere-plugins", "sphere-stylegan2", "sphere-diffusers", "sphere-timm", "torch"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def write_record(out: Path, name: str, args: argparse.Namespace, **extra: Any) -> Path:
+    """The options of this run and the library versions, as JSON beside its outputs."""
+    options = {k: v for k, v in vars(args).items() if k != "run"}
+    path = out / name
+    path.write_text(json.dumps({"options": options, "versions": versions(), **extra}, indent=2, default=str) + "\n")
+    return path
+
+
+def load_wrapped_generator(spec: str, args: argparse.Namespace, options: dict[str, Any]):
+    """The spec's model wrapped as a generator with the command line's sphere settings (a saved wrapper as is)."""
+    import torch
+
+    from sphere_plugins import SphericalAutoencoder, SphericalGenerator, load_model, wrap_generator
+
+    model = load_model(spec, **options)
+    if not isinstance(model, (SphericalGenerator, SphericalAutoencoder)):
+        model = wrap_generator(model, center=not args.no_center, spherize=not args.no_spherize, radius=args.radius)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(args.device).eval()
+    return model
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Generator call options the command line sets (StyleGAN2's truncation and class)."""
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "truncation_psi", None) is not None:
+        kwargs["truncation_psi"] = args.truncation_psi
+    if getattr(args, "class_label", None) is not None:
+        kwargs["c"] = args.class_label
+    return kwargs
+
+
+def add_sphere_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prior", help="latent prior (see `sphere-plugins list`); default: the wrapper's (normal)")
+    parser.add_argument("--prior-param", action="append", metavar="K=V", help="a prior parameter, e.g. rate=2")
+    parser.add_argument("--option", action="append", metavar="K=V",
+                        help="a load_model option of the spec's scheme (see `sphere-plugins list`)")
+    parser.add_argument("--truncation-psi", type=float, help="StyleGAN2 truncation (default 1: none)")
+    parser.add_argument("--class", dest="class_label", type=int, metavar="C",
+                        help="class index for a conditional StyleGAN2 (applies to every image)")
+    parser.add_argument("--no-center", action="store_true", help="do not centerize the latents")
+    parser.add_argument("--no-spherize", action="store_true", help="do not spherize the latents")
+    parser.add_argument("--radius", type=float, help="sphere radius (default: the adapter's, sqrt(d))")

@@ -1,0 +1,89 @@
+"""Images from seeds: one seed, one image, whatever the batch size (what `sphere-plugins sample` and
+`interpolate` run), and the files they write (PNGs, a grid, a GIF)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sphere_plugins.data import check_image_tensor, save_image_grid, to_uint8
+from sphere_plugins.files import atomic_path
+from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator
+
+Wrapper = SphericalGenerator | SphericalAutoencoder
+
+
+def seed_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The torch.Generator seed `seed` stands for: every draw of one image comes from it."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def seed_latents(wrapper: Wrapper, seeds: Sequence[int], prior: str | None = None, **prior_params: Any) -> Tensor:
+    """One latent per seed, on the wrapper's sphere: latent i depends on seeds[i] alone."""
+    return torch.cat([wrapper.latents(1, prior, seed_generator(seed), **prior_params) for seed in seeds])
+
+
+def _decode(wrapper: Wrapper, z: Tensor, generator: torch.Generator | None, model_kwargs: dict[str, Any]) -> Tensor:
+    if isinstance(wrapper, SphericalAutoencoder):
+        return wrapper.decode(z)
+    kwargs = dict(model_kwargs)
+    if generator is not None and wrapper.adapter.accepts_generator:
+        kwargs.setdefault("generator", generator)
+    return wrapper.adapter.generate(z, **kwargs)
+
+
+@torch.no_grad()
+def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, prior: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None, progress: bool = False,
+                 **prior_params: Any) -> Iterator[tuple[int, Tensor]]:
+    """Yield (seed, image [C, H, W]) for each seed. Models with randomness of their own (diffusion noise,
+    StyleGAN2's noise_mode='random') run one seed at a time so that noise comes from the same seed too."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    model_kwargs = dict(model_kwargs or {})
+    own_noise = isinstance(wrapper, SphericalGenerator) and wrapper.adapter.accepts_generator
+    step = 1 if own_noise else batch_size
+    chunks = [list(seeds[i: i + step]) for i in range(0, len(seeds), step)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="sampling", unit="batch")
+    for chunk in chunks:
+        z = seed_latents(wrapper, chunk, prior, **prior_params)
+        generator = seed_generator(chunk[0]) if own_noise else None
+        images = _decode(wrapper, z, generator, model_kwargs)
+        yield from zip(chunk, images)
+
+
+@torch.no_grad()
+def interpolate_seeds(wrapper: SphericalGenerator, seeds: Sequence[int], steps: int, prior: str | None = None,
+                      model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
+    """Great-circle paths through the latents of `seeds` in order: [len(seeds) - 1, steps, C, H, W]."""
+    if len(seeds) < 2:
+        raise ValueError(f"seeds must hold at least two seeds to interpolate between, got {list(seeds)}")
+    z = seed_latents(wrapper, seeds, prior, **prior_params)
+    images = wrapper.interpolate(z[:-1], z[1:], steps, **dict(model_kwargs or {}))
+    return images.view(len(seeds) - 1, steps, *images.shape[1:])
+
+
+def save_png(image: Tensor, path: str | os.PathLike) -> Path:
+    """One [-1, 1] image [C, H, W] as a PNG (values outside are clamped, as save_image_grid does)."""
+    return save_image_grid(image.unsqueeze(0), path, nrow=1, padding=0)
+
+
+def save_gif(frames: Tensor, path: str | os.PathLike, duration_ms: int = 80) -> Path:
+    """[-1, 1] frames [T, C, H, W] as a looping animated GIF, atomically."""
+    from PIL import Image
+
+    pixels = to_uint8(check_image_tensor(frames, "frames", clamp=True)).cpu()
+    mode_frames = [Image.fromarray(f[0].numpy() if f.shape[0] == 1 else f.permute(1, 2, 0).numpy()) for f in pixels]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        mode_frames[0].save(tmp, format="GIF", save_all=True, append_images=mode_frames[1:], duration=duration_ms,
+                            loop=0)
+    return path

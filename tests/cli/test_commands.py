@@ -1,0 +1,125 @@
+"""The `sphere-plugins` command line, driven in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sphere_plugins import load_model, wrap_autoencoder, wrap_generator
+from sphere_plugins.models import ConvAutoencoder
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sphere_plugins", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def saved_sae(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("saved") / "sae"
+    wrap_autoencoder(ConvAutoencoder(z_dim=6, width=8), prior="chi2").save_pretrained(folder)
+    return folder
+
+
+def test_list_shows_plugins_schemes_with_examples_and_priors_with_defaults():
+    result = cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    schemes = {s["scheme"]: s for s in data["schemes"]}
+    assert {"builtin", "stylegan2", "diffusers", "timm"} <= set(schemes)
+    assert schemes["timm"]["defaults"]["channels"] == 1 and "in_chans" in schemes["timm"]["description"]
+    assert data["priors"]["poisson"]["defaults"] == {"rate": 1.0}
+    assert "stylegan2" in data["plugins"]
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path)).astype(int)
+
+
+def test_sample_writes_one_png_per_seed_the_same_whatever_the_batch(saved_sae, tmp_path):
+    one = cli("sample", saved_sae, "--seeds", "0-3", "--batch", "1", "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    three = cli("sample", saved_sae, "--seeds", "2,3,7", "--batch", "3", "--out", tmp_path / "three")
+    assert three.returncode == 0, three.stderr
+    for seed in (2, 3):
+        difference = np.abs(_pixels(tmp_path / "one" / f"seed{seed:04d}.png")
+                            - _pixels(tmp_path / "three" / f"seed{seed:04d}.png"))
+        assert difference.max() <= 1  # batched convolutions may round one level differently
+    assert not np.array_equal(_pixels(tmp_path / "one" / "seed0002.png"), _pixels(tmp_path / "one" / "seed0003.png"))
+    record = json.loads((tmp_path / "three" / "sample.json").read_text())
+    assert record["prior"] == "chi2" and record["options"]["seeds"] == "2,3,7"
+    assert (tmp_path / "three" / "grid.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "builtin:tiny-ae", "--prior", "gauss"], "unknown --prior 'gauss'; registered priors: bernoulli"),
+    (["sample", "nowhere:model"], "SPEC 'nowhere:model' is neither"),
+    (["interpolate", "stylegan2:tiny", "--seeds", "4", "--steps", "3"], "--seeds needs at least 2 seed(s)"),
+])
+def test_bad_arguments_exit_2_with_one_line_before_any_work(args, message, tmp_path):
+    result = cli(*args, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_interpolate_writes_a_grid_and_a_gif_with_every_step(tmp_path):
+    result = cli("interpolate", "stylegan2:tiny", "--option", "seed=0", "--seeds", "1,2,3", "--steps", "4",
+                 "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    gif = Image.open(tmp_path / "interpolation.gif")
+    assert gif.n_frames == 4 + 3  # the second segment starts where the first ends
+    assert Image.open(tmp_path / "grid.png").size == (4 * 17 + 1, 2 * 17 + 1)
+
+
+def test_evaluate_two_folders_offline_names_the_feature_network(tmp_path):
+    from sphere_plugins.data import load_images
+
+    digits = load_images("digits")
+    for name, images in (("real", digits.images[:100]), ("fake", digits.images[100:200])):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(((images[:, 0] + 1) * 127.5).round().to(torch.uint8)):
+            Image.fromarray(image.numpy()).save(tmp_path / name / f"{i}.png")
+    result = cli("evaluate", tmp_path / "real", tmp_path / "fake", "--metric", "fd", "--inception-dir", tmp_path,
+                 "--cache-dir", tmp_path / "cache", "--json-out", tmp_path / "fd.json")
+    assert result.returncode == 0, result.stderr
+    assert "instead of FID" in result.stdout and "FD-digits-cnn:" in result.stdout
+    (record,) = json.loads((tmp_path / "fd.json").read_text())
+    assert record["metric"] == "FD-digits-cnn" and record["extra"]["n_real"] == 100
+
+
+def test_finetune_saves_a_loadable_spherical_autoencoder_and_resumes(tmp_path):
+    out = tmp_path / "sae"
+    first = cli("finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "2", "--batch", "8", "--out", out)
+    assert first.returncode == 0, first.stderr
+    again = cli("finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "3", "--batch", "8", "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "finetune.json").read_text())["final_step"] == 3
+    sae = load_model(out)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert sae.encode(x).norm(dim=1).allclose(torch.full((2,), 10**0.5), rtol=1e-4)
+
+
+def test_convert_writes_a_folder_that_loads_to_the_same_network(tmp_path):
+    from sphere_stylegan2.loader import save_nvlabs_pickle
+
+    G = load_model("stylegan2:tiny", seed=0)
+    save_nvlabs_pickle(tmp_path / "g.pkl", G_ema=G)
+    result = cli("convert", tmp_path / "g.pkl", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    z = torch.randn(2, G.z_dim)
+    assert torch.equal(load_model(tmp_path / "out")(z, None), G(z, None))
+    assert not list((tmp_path / "out").glob("*.pkl"))
+
+
+def test_every_subcommand_help_has_examples():
+    for command in ("list", "sample", "interpolate", "evaluate", "finetune", "convert"):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and "examples:" in result.stdout, command

@@ -1,0 +1,162 @@
+"""save_pretrained / from_pretrained / load_model(path): the wrapper comes back with its settings and state."""
+
+import json
+import pickle
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from sphere_plugins import (
+    SphericalAutoencoder,
+    SphericalGenerator,
+    load_model,
+    wrap_autoencoder,
+    wrap_generator,
+)
+from sphere_plugins.models import ConvAutoencoder
+
+
+def _tiny_sae(**wrap):
+    torch.manual_seed(0)
+    return wrap_autoencoder(ConvAutoencoder(z_dim=6, width=8), **wrap)
+
+
+def test_settings_json_records_every_wrapper_option(tmp_path):
+    sae = _tiny_sae(center=False, radius=2.5, prior="poisson", rate=3.0)
+    sae.save_pretrained(tmp_path)
+    record = json.loads((tmp_path / "sphere_model.json").read_text())
+    assert record["role"] == "autoencoder"
+    assert (record["center"], record["spherize"], record["radius"]) == (False, True, 2.5)
+    assert (record["prior"], record["prior_params"], record["z_shape"]) == ("poisson", {"rate": 3.0}, [6])
+    assert record["model"] == {"scheme": "builtin", "path": "model"}
+
+
+def test_from_pretrained_returns_the_class_it_is_called_on(tmp_path):
+    sae = _tiny_sae()
+    sae.save_pretrained(tmp_path)
+    loaded = SphericalAutoencoder.from_pretrained(tmp_path)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert torch.equal(loaded.encode(x), sae.encode(x))
+    with pytest.raises(ValueError, match="not a SphericalGenerator"):
+        SphericalGenerator.from_pretrained(tmp_path)
+
+
+def test_load_model_accepts_a_plain_string_path(tmp_path):
+    _tiny_sae().save_pretrained(tmp_path / "out")
+    assert isinstance(load_model(str(tmp_path / "out")), SphericalAutoencoder)
+
+
+class Scale(nn.Module):
+    """Stands in for a fitted prior: a submodule with a JSON config and buffers."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+        self.register_buffer("mean", torch.zeros(width))
+
+    def get_config(self):
+        return {"width": self.width}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def test_extra_wrapper_submodules_and_their_buffers_are_saved(tmp_path, monkeypatch):
+    import sphere_plugins.saving as saving
+
+    monkeypatch.setattr(saving, "_extra_class", lambda name, entry: Scale)
+    sae = _tiny_sae()
+    sae.fitted_prior = Scale(6)
+    sae.fitted_prior.mean += torch.arange(6.0)
+    sae.save_pretrained(tmp_path)
+    assert (tmp_path / "wrapper_state.safetensors").is_file()
+    loaded = load_model(tmp_path)
+    assert torch.equal(loaded.fitted_prior.mean, torch.arange(6.0))
+
+
+def test_extra_module_classes_outside_the_loaded_plugins_are_refused(tmp_path):
+    sae = _tiny_sae()
+    sae.save_pretrained(tmp_path)
+    record = json.loads((tmp_path / "sphere_model.json").read_text())
+    record["extra_modules"] = {"evil": {"class": "os:system", "config": {}}}
+    (tmp_path / "sphere_model.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="refusing to import"):
+        load_model(tmp_path)
+
+
+def test_torch_save_of_a_wrapper_points_to_save_pretrained(tmp_path):
+    sae = _tiny_sae()
+    with pytest.raises(TypeError, match="save_pretrained"):
+        torch.save(sae, tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="save_pretrained"):
+        pickle.dumps(wrap_generator(load_model("builtin:tiny-ae")))
+
+
+def test_deepcopy_of_a_wrapper_still_works():
+    import copy
+
+    sae = _tiny_sae()
+    twin = copy.deepcopy(sae)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert torch.equal(twin.encode(x), sae.encode(x))
+    assert twin.model is not sae.model
+
+
+def test_a_model_no_plugin_can_save_is_refused_before_writing_settings(tmp_path):
+    class Plain(nn.Module):
+        z_dim = 4
+
+        def forward(self, z):
+            return z.view(-1, 1, 2, 2)
+
+    with pytest.raises(ValueError, match="no plugin can save a model of type"):
+        wrap_generator(Plain()).save_pretrained(tmp_path)
+    assert not (tmp_path / "sphere_model.json").exists()
+
+
+def test_a_pkl_path_is_inferred_as_stylegan2(tmp_path):
+    from sphere_stylegan2.loader import save_nvlabs_pickle
+
+    G = load_model("stylegan2:tiny", seed=0)
+    save_nvlabs_pickle(tmp_path / "g.pkl", G_ema=G)
+    loaded = load_model(tmp_path / "g.pkl")
+    z = torch.randn(2, G.z_dim)
+    assert torch.equal(loaded(z, None), G(z, None))
+
+
+def test_an_unrecognized_path_lists_the_schemes(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"no scheme recognizes it.*builtin \(e\.g\."):
+        load_model(tmp_path / "notes.txt")
+
+
+def test_a_path_two_schemes_recognize_is_ambiguous(tmp_path):
+    import sphere_plugins
+    from sphere_plugins import hookimpl
+    from sphere_plugins import ModelScheme
+
+    class Greedy:
+        @hookimpl
+        def sphere_model_schemes(self):
+            return [ModelScheme("greedy", ("generator",), "greedy:PATH", example="greedy:x", recognizes=lambda path: True)]
+
+    (tmp_path / "g.pkl").write_bytes(b"")
+    plugin = Greedy()
+    sphere_plugins.register(plugin, name="greedy")
+    try:
+        with pytest.raises(ValueError, match="ambiguous: schemes .*greedy"):
+            load_model(tmp_path / "g.pkl")
+    finally:
+        sphere_plugins.unregister(plugin)
+
+
+def test_list_models_comes_from_the_plugins_hooks():
+    from sphere_plugins import list_models
+
+    schemes = {s.scheme: s for s in list_models()}
+    assert schemes["builtin"].defaults == {"channels": 1, "resolution": 16, "z_dim": 10, "width": 32}
+    assert schemes["builtin"].plugin == "sphere_plugins.module_adapters"
+    assert all(s.example.startswith(f"{s.scheme}:") for s in schemes.values())
