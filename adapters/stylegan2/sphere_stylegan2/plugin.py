@@ -80,9 +80,9 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
         raise ValueError(f"spec {spec!r} names no model; expected 'stylegan2:tiny', 'stylegan2:PATH.pkl' "
                          "or 'stylegan2:FOLDER' (written by save_network)")
     networks = load_network(Path(rest).expanduser())
-    if networks.get(role) is None:
+    if not isinstance(networks.get(role), nn.Module):
         held = sorted(k for k, v in networks.items() if isinstance(v, nn.Module))
-        raise NetworkFormatError(f"{rest} holds no network {role!r}; it holds {held}")
+        raise NetworkFormatError(f"{rest} holds no network {str(role)[:40]!r}; it holds {held}")
     return networks[role]
 
 
