@@ -89,6 +89,13 @@ def _collect_state(record: PersistentRecord, module: nn.Module, prefix: str, out
 
 def _check_fits(layout: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
     """Same names and shapes as the layout, floating point, and no more values than the tensors' storages hold."""
+    held: dict[tuple[int, int], int] = {}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise NetworkFormatError(f"{where}: tensor {name} has dtype {tensor.dtype}; weights must be floating point")
+        storage = tensor.untyped_storage()
+        held[(storage.data_ptr(), storage.nbytes())] = storage.nbytes() // tensor.element_size()
+    check_budget(layout, sum(held.values()), where)
     expected = {name: tuple(t.shape) for name, t in layout.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
@@ -98,13 +105,6 @@ def _check_fits(layout: nn.Module, state: Mapping[str, torch.Tensor], where: str
         raise NetworkFormatError(f"{where}: the stored tensors do not fit the network built from its recorded "
                                  f"arguments: missing {missing}, unexpected {unexpected}, wrong shape "
                                  f"{[(n, found[n], expected[n]) for n in wrong]}")
-    held: dict[tuple[int, int], int] = {}
-    for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            raise NetworkFormatError(f"{where}: tensor {name} has dtype {tensor.dtype}; weights must be floating point")
-        storage = tensor.untyped_storage()
-        held[(storage.data_ptr(), storage.nbytes())] = storage.nbytes() // tensor.element_size()
-    check_budget(layout, sum(held.values()), where)
 
 
 def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -123,10 +123,8 @@ def _checked_network(class_name: Any, init_args: Any, init_kwargs: Any, where: s
     layout = meta_layout(cls, kwargs, where)
     state, grads = state_of(layout)
     _check_fits(layout, state, where)
-    module = cls(**kwargs)
+    module = layout.to_empty(device="cpu")  # every parameter and buffer is in the state dict, loaded next
     _load_state(module, state, where)
-    for ours, laid_out in zip(module.modules(), layout.modules()):
-        ours.training = laid_out.training
     for name, parameter in module.named_parameters():
         parameter.requires_grad_(grads.get(name, True))
     return module
@@ -200,7 +198,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise NetworkFormatError(f"{config_path} is not a {FORMAT} config (expected 'format': '{FORMAT}')")
     version = config.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise NetworkFormatError(f"{config_path} has format_version {str(version)[:40]!r}; this version of "
+        raise NetworkFormatError(f"{config_path} has format_version {version!r:.40}; this version of "
                                  f"sphere-stylegan2 reads format_version {FORMAT_VERSION} (upgrade to read newer)")
     networks = config.get("networks")
     if not isinstance(networks, dict) or not networks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -98,6 +99,7 @@ _STORAGE_TYPES[("torch.storage", "UntypedStorage")] = _StorageType(torch.uint8)
 # element count (int64, little-endian) and raw bytes.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+_LOCATION = re.compile(r"cpu|cuda(:[0-9]{1,3})?|mps")
 
 
 def _load_storage(data: Any) -> Storage:
@@ -256,7 +258,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if self.storage_ids and isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" \
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and isinstance(pid[3], str) \
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and _LOCATION.fullmatch(str(pid[3])) \
                 and type(pid[4]) is int and 0 <= pid[4] < _SMALL_INT:
             return _StorageRef(pid[1].dtype, pid[2], pid[4])
         raise UnsafePickleError(f"refused persistent id {str(pid)[:80]}: the network format uses none")
