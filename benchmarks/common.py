@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 SCALES = ("quick", "paper")
+# Far above the paper scale (32x32 images, 20000 steps, 10000 samples), far below what exhausts a machine.
+UPPER_BOUNDS = {"steps": 10_000_000, "n_samples": 1_000_000, "resolution": 1024}
 
 
 class BenchmarkError(Exception):
@@ -39,8 +41,9 @@ class Options:
             raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name in ("steps", "n_samples", "resolution"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            if value is not None and (type(value) is not int or not 1 <= value <= UPPER_BOUNDS[name]):
+                raise BenchmarkError(f"--{name.replace('_', '-')} must be an integer in [1, {UPPER_BOUNDS[name]}], "
+                                     f"got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise BenchmarkError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.resolution is not None and self.resolution & (self.resolution - 1):
