@@ -296,6 +296,14 @@ def _read_state(path: Path, verify_contents: bool = True) -> dict[str, Any]:
     return state
 
 
+def _apply_check(check: Callable[[dict[str, Any]], None] | None, path: Path, state: dict[str, Any]) -> None:
+    if check is not None:
+        try:
+            check(state)
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint file {path / STATE_FILE}: {error}") from None
+
+
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
                     check: Callable[[dict[str, Any]], None] | None = None) -> Checkpoint:
     """Read and validate one checkpoint folder; CheckpointError names the first bad file.
@@ -308,8 +316,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {path} does not exist")
     state = _read_state(path)
-    if check is not None:
-        check(state)
+    _apply_check(check, path, state)
     try:
         meta = json.loads((path / "optimizer.json").read_text())
         optimizer_tensors = load_file(str(path / "optimizer.safetensors"), device=str(device))
@@ -329,9 +336,7 @@ def latest_checkpoint(root: str | os.PathLike,
     problems = []
     for path in reversed(list_checkpoints(root)):
         try:
-            state = _read_state(path)
-            if check is not None:
-                check(state)
+            _apply_check(check, path, _read_state(path))
         except CheckpointError as error:
             warnings.warn(f"skipping corrupt checkpoint: {error}", stacklevel=2)
             problems.append(str(error))
