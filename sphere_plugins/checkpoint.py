@@ -263,7 +263,8 @@ def _state_problem(state: Any) -> str | None:
         if not isinstance(entry, dict) or type(entry.get("bytes")) is not int or entry["bytes"] < 0 \
                 or not isinstance(entry.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
             return f"has no valid 'bytes' and 'sha256' for {name}"
-    if state["format"] >= 2 and (state.get("writer") != WRITER or state.get("manifest_sha256") != _manifest_digest(state)):
+    if state["format"] >= 2 and (state.get("writer") != WRITER
+                                 or state.get("manifest_sha256") != _manifest_digest(state)):
         return "was edited after it was written (its manifest_sha256 does not match its contents)"
     return None
 

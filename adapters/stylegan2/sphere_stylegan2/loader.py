@@ -243,8 +243,13 @@ def load_folder(folder: str | Path, allow_nonfinite: bool = False) -> dict[str, 
                                                  "allow_nonfinite=True to load it anyway")
             return state, {}
 
-        module = _checked_network(entry["class_name"], entry.get("init_args", []), entry.get("init_kwargs", {}),
-                                  where, state_of)
+        try:
+            module = _checked_network(entry["class_name"], entry.get("init_args", []),
+                                      entry.get("init_kwargs", {}), where, state_of)
+        except NetworkFormatError:
+            raise
+        except Exception as error:
+            raise NetworkFormatError(f"{where}: cannot be loaded: {type(error).__name__}: {str(error)[:200]}") from None
         networks[role] = module.eval()
     return networks
 

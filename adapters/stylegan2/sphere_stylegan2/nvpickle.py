@@ -53,10 +53,6 @@ _MAX_MEMO_INDEX = 1 << 32
 _SMALL_INT = 1 << 60  # ints below this hash to distinct values (except -1/-2), so dict keys cannot collide
 
 
-def _refuse(message: str) -> UnsafePickleError:
-    return UnsafePickleError(message)
-
-
 def _reconstruct(meta: Any) -> PersistentRecord:
     if not isinstance(meta, Mapping) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
         raise UnsafePickleError("a persistent-object call carries no {'type': 'class', 'class_name': ...} meta dict")

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 import sphere_plugins
 from sphere_plugins.errors import UnsafePickleError
 from sphere_stylegan2 import nvpickle
-from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
+from sphere_stylegan2.configs import tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.loader import load_network, save_network, save_nvlabs_pickle
 
@@ -195,16 +195,11 @@ def test_tensor_extents_beyond_their_storage_are_refused(tmp_path, offset, size,
 
 def test_a_storage_claiming_more_items_than_its_bytes_is_refused(tmp_path):
     genuine = save_nvlabs_pickle(tmp_path / "g.pkl", G_ema=_generator()).read_bytes()
-    # the nested storage header's pid numel for the first storage: BININT1/2 after 'cpu'; inflate its count field
-    marker = b"cpu"
-    at = genuine.index(marker)
-    blob_count = genuine.index(b".", at)  # end of the persistent-id pickle
-    mutated = bytearray(genuine)
-    # the 8-byte little-endian element count that precedes the raw data follows the key-list pickle
-    keys_end = mutated.index(b"a.", blob_count) + 2
-    mutated[keys_end:keys_end + 8] = (10**12).to_bytes(8, "little")
+    # In a nested storage, the key-list pickle (ending 'a.') is followed by the 8-byte element count.
+    count_at = genuine.index(b"a.", genuine.index(b"cpu")) + 2
+    mutated = genuine[:count_at] + (10**12).to_bytes(8, "little") + genuine[count_at + 8:]
     with pytest.raises(UnsafePickleError, match="claims .* items"):
-        load_network(_write(tmp_path, bytes(mutated)))
+        load_network(_write(tmp_path, mutated))
 
 
 def test_a_zero_stride_view_cannot_inflate_a_network_past_the_values_the_file_holds(tmp_path):
