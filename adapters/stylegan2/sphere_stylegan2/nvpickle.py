@@ -116,12 +116,14 @@ def _load_storage(data: Any) -> Storage:
     header = stream.read(8)
     count = int.from_bytes(header, "little", signed=True) if len(header) == 8 else -1
     nbytes = ref.numel * ref.dtype.itemsize
-    payload = stream.read(nbytes + 1)
-    if count != ref.numel or len(payload) != nbytes:
+    start = stream.tell()
+    held = len(data) - start
+    if count != ref.numel or held != nbytes:
         raise UnsafePickleError(f"a tensor storage claims {ref.numel} items of {ref.dtype} ({nbytes} bytes) "
-                                f"but holds {max(len(payload), 0)} bytes (count field {count})")
-    buffer = bytearray(payload)
-    untyped = torch.frombuffer(buffer, dtype=torch.uint8).untyped_storage() if buffer else torch.UntypedStorage(0)
+                                f"but holds {max(held, 0)} bytes (count field {count})")
+    if not nbytes:
+        return Storage(torch.UntypedStorage(0), ref.dtype, 0)
+    untyped = torch.frombuffer(bytearray(memoryview(data)[start:]), dtype=torch.uint8).untyped_storage()
     return Storage(untyped, ref.dtype, ref.numel)
 
 
