@@ -308,6 +308,7 @@ def test_nan_weights_are_refused_unless_allowed(tmp_path):
         load_network(folder)
     loaded = load_network(folder, allow_nonfinite=True)["G_ema"]
     assert torch.isnan(loaded.mapping.w_avg[0])
+    assert torch.isnan(sphere_plugins.load_model(f"stylegan2:{folder}", allow_nonfinite=True).mapping.w_avg[0])
 
 
 # --- the fuzz test ---------------------------------------------------------------------------------
