@@ -426,3 +426,33 @@ def test_fuzzed_genuine_pickles_load_exactly_or_raise_the_loaders_error():
     assert report["slowest"] < 3, report
     assert report["rss_growth_mb"] < 200, report
     assert report["genuine_unaffected"]
+
+
+class _Protocol3Pickler(nvpickle._NVlabsPickler):
+    """The NVlabs structure at pickle protocol 3 (GLOBAL opcodes, no frames), as Python 3.7 wrote it."""
+
+    dispatch = nvpickle._NVlabsPickler.dispatch.copy()
+
+    def __init__(self, file, persistent_types):
+        pickle._Pickler.__init__(self, file, protocol=3)
+        self.persistent_types = persistent_types
+
+    def _save_foreign(self, obj):
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+        self.memoize(obj)
+
+    dispatch[nvpickle._ForeignGlobal] = _save_foreign
+
+
+def test_a_protocol_3_snapshot_loads_exactly(tmp_path):
+    from sphere_stylegan2.loader import NETWORK_CLASSES
+
+    G = _generator(seed=4)
+    path = tmp_path / "p3.pkl"
+    with path.open("wb") as handle:
+        _Protocol3Pickler(handle, tuple(NETWORK_CLASSES.values())).dump(
+            {"G": G, "D": None, "G_ema": G, "augment_pipe": None, "training_set_kwargs": {"xflip": True}})
+    assert path.read_bytes()[:2] == b"\x80\x03"
+    data = load_network(path)
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(data["G_ema"](z), G(z)) and data["training_set_kwargs"] == {"xflip": True}
