@@ -41,9 +41,10 @@ class Options:
             raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name in ("steps", "n_samples", "resolution"):
             value = getattr(self, name)
-            if value is not None and (type(value) is not int or not 1 <= value <= UPPER_BOUNDS[name]):
-                raise BenchmarkError(f"--{name.replace('_', '-')} must be an integer in [1, {UPPER_BOUNDS[name]}], "
-                                     f"got {value!r}")
+            bound = UPPER_BOUNDS.get(name)
+            if value is not None and (type(value) is not int or value < 1 or (bound is not None and value > bound)):
+                limit = f" <= {bound}" if bound is not None else ""
+                raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer{limit}, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise BenchmarkError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.resolution is not None and self.resolution & (self.resolution - 1):
