@@ -14,6 +14,8 @@ from typing import Any
 from sphere_plugins.plugins import get_plugin_manager
 
 SCALES = ("quick", "paper")
+# Far above the paper scale (32x32 images, 20000 steps, 10000 samples), far below what exhausts a machine.
+UPPER_BOUNDS = {"steps": 10_000_000, "n_samples": 1_000_000, "resolution": 1024}
 
 
 class BenchmarkError(Exception):
@@ -43,8 +45,10 @@ class Options:
             raise BenchmarkError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name in ("steps", "rounds", "n_samples", "resolution"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            bound = UPPER_BOUNDS.get(name)
+            if value is not None and (type(value) is not int or value < 1 or (bound is not None and value > bound)):
+                limit = f" <= {bound}" if bound is not None else ""
+                raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer{limit}, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise BenchmarkError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.resolution is not None and self.resolution & (self.resolution - 1):

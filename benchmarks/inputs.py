@@ -10,6 +10,7 @@ from sphere_plugins.plugins import example_models, model_schemes
 
 def check_inputs(options: Options) -> None:
     """Raise BenchmarkError (one clear line) for a bad device, data spec or model spec; nothing runs before."""
+    check_out(options.out)
     check_device(options.device)
     check_data_spec(options.data, options.resolution)
     if "finetune" in options.suites and options.data.startswith("folder:"):
@@ -23,6 +24,21 @@ def check_inputs(options: Options) -> None:
             held_out_share(len(list_image_files(options.data[len("folder:"):])), 0.2)
     if options.model is not None:
         check_model_spec(options.model, options.suites)
+
+
+def check_out(out: Path) -> None:
+    """--out must be a writable folder, or a path whose nearest existing parent is a writable folder."""
+    import os
+
+    if not str(out).strip():
+        raise BenchmarkError("--out is empty; expected an output folder such as results")
+    if out.exists() and not out.is_dir():
+        raise BenchmarkError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the results")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchmarkError(f"--out {str(out)!r} cannot be written ({str(existing)!r} is not a writable folder)")
 
 
 def check_device(device: str) -> None:

@@ -63,6 +63,8 @@ def parse_options(argv: list[str]) -> Options:
     unknown = [s for s in args.suites if s not in SUITE_NAMES]
     if unknown:
         raise BenchmarkError(f"unknown suite {unknown[0]!r}; expected any of: {', '.join(SUITE_NAMES)}")
+    if not args.out.strip():
+        raise BenchmarkError("--out is empty; expected an output folder such as results")
     suites = list(dict.fromkeys(args.suites)) or list(SUITE_NAMES)
     return Options(suites=suites, device=args.device, data=args.data, model=args.model, steps=args.steps,
                    rounds=args.rounds, n_samples=args.n_samples, seed=args.seed, scale=args.scale, out=Path(args.out),

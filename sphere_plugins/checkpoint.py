@@ -7,6 +7,11 @@ It is written into a hidden temporary folder, each file fsynced, then renamed in
 os.replace, so a killed writer leaves either the previous checkpoints or a complete new one.
 safetensors (the `train` extra) is imported on first use.
 
+state.json is the checkpoint's manifest: it names the writer, lists every file with its size and
+SHA-256, and carries the SHA-256 of its own contents, so an edited step or data order is caught.
+Pruning (`keep`) deletes only folders whose manifest verifies and that hold nothing but the files it
+lists; any other folder in the checkpoint folder is left alone with a warning.
+
 Reading checks every file against state.json. `latest_checkpoint` skips a corrupt newest checkpoint
 with a warning naming the file and falls back to the previous valid one; loading a named checkpoint
 that is corrupt raises CheckpointError naming the file.
@@ -17,21 +22,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from sphere_plugins.errors import SpherePluginsError
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # format 1 (no manifest digest) is still read
+WRITER = "sphere-plugins"
 PREFIX = "step-"
 STATE_FILE = "state.json"
 _FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "extra.safetensors")
+_NAME = re.compile(r"step-([0-9]{1,18})")
+_TMP_NAME = re.compile(r"\.(tmp|old)-step-[0-9]{1,18}-[0-9]+")
+MAX_STATE_BYTES = 16 << 20
 
 
 class CheckpointError(SpherePluginsError, ValueError):
@@ -121,13 +133,23 @@ def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:08d}"
 
 
+def _step_of(path: Path) -> int | None:
+    match = _NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Checkpoint folders under `root`, oldest step first (no validation)."""
+    """Checkpoint folders under `root` (named step-<ASCII digits>), oldest step first (no validation)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [p for p in root.iterdir() if p.is_dir() and _step_of(p) is not None]
+    return sorted(found, key=_step_of)
+
+
+def _manifest_digest(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -135,9 +157,9 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
     """Write checkpoint `step` under `root` atomically and keep only the newest `keep` (None: all)."""
     from safetensors.torch import save_file, save_model
 
-    if not isinstance(step, int) or step < 0:
+    if type(step) is not int or step < 0:
         raise ValueError(f"step must be a non-negative int, got {step!r}")
-    if keep is not None and (not isinstance(keep, int) or keep < 1):
+    if keep is not None and (type(keep) is not int or keep < 1):
         raise ValueError(f"keep must be a positive int or None, got {keep!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -156,11 +178,25 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
     for name in _FILES:
         _fsync(tmp / name)
         files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)}
-    record = {"format": FORMAT, "step": step, **state, "files": files}
+    try:  # the digest is over the record as JSON reads it back (int keys become strings, tuples lists)
+        record = json.loads(json.dumps({**state, "format": FORMAT, "writer": WRITER, "step": step, "files": files}))
+    except (TypeError, ValueError) as error:
+        shutil.rmtree(tmp)
+        raise CheckpointError(f"the checkpoint state must be JSON-serializable: {error}") from None
+    record["manifest_sha256"] = _manifest_digest(record)
     (tmp / STATE_FILE).write_text(json.dumps(record, indent=1))
     _fsync(tmp / STATE_FILE)
     _fsync(tmp)
     if final.exists():
+        if not _is_ours(final):
+            kept = root / f"{final.name}.replaced-{os.getpid()}-{time.time_ns()}"
+            os.replace(final, kept)
+            warnings.warn(f"{final} was not a checkpoint this code wrote (or it was edited); moved it to {kept.name} "
+                          "instead of deleting it", stacklevel=2)
+            os.replace(tmp, final)
+            _fsync(root)
+            _prune(root, keep, final)
+            return final
         old = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)
         os.replace(tmp, final)
@@ -172,48 +208,116 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
     return final
 
 
+def _is_ours(path: Path, partial: bool = False) -> bool:
+    """Written by save_checkpoint: nothing inside but its own files, and (unless `partial`, for an
+    interrupted write) a state.json manifest that verifies. File contents are not hashed here."""
+    try:
+        entries = {entry.name for entry in path.iterdir()}
+        if not entries <= {*_FILES, STATE_FILE} or any((path / n).is_symlink() or not (path / n).is_file()
+                                                       for n in entries):
+            return False
+        if partial:
+            return True
+        state = json.loads((path / STATE_FILE).read_bytes())
+        return _state_problem(state) is None and _step_of(path) == state["step"]
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 def _prune(root: Path, keep: int | None, newest: Path) -> None:
-    for stale in root.glob(".tmp-*"):
-        if stale.is_dir() and not stale.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stale, ignore_errors=True)
-    if keep is None:
-        return
-    older = [p for p in list_checkpoints(root) if p != newest]
-    for path in older[: max(0, len(older) - (keep - 1))]:
-        shutil.rmtree(path, ignore_errors=True)
+    foreign = []
+    for stale in root.iterdir():
+        if stale.name.startswith((".tmp-", ".old-")) and stale.is_dir() and not stale.is_symlink() \
+                and not stale.name.endswith(f"-{os.getpid()}"):
+            if _TMP_NAME.fullmatch(stale.name) and _is_ours(stale, partial=True):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                foreign.append(stale.name)
+    if keep is not None:
+        ours = []
+        for path in list_checkpoints(root):
+            if path == newest:
+                continue
+            if _is_ours(path) and not path.is_symlink():
+                ours.append(path)
+            else:
+                foreign.append(path.name)
+        for path in ours[: max(0, len(ours) - (keep - 1))]:
+            shutil.rmtree(path, ignore_errors=True)
+    if foreign:
+        warnings.warn(f"left alone in {root}: {', '.join(sorted(foreign)[:10])} (not checkpoints this code wrote, "
+                      "or edited since); they are neither pruned nor counted", stacklevel=3)
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with a parsed state.json, or None."""
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        return f"is not a format-{'/'.join(map(str, READABLE_FORMATS))} checkpoint state"
+    if type(state.get("step")) is not int or state["step"] < 0:
+        return "has no non-negative int 'step'"
+    files = state.get("files")
+    if not isinstance(files, dict):
+        return "has no 'files' table"
+    for name in _FILES:
+        entry = files.get(name)
+        if not isinstance(entry, dict) or type(entry.get("bytes")) is not int or entry["bytes"] < 0 \
+                or not isinstance(entry.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
+            return f"has no valid 'bytes' and 'sha256' for {name}"
+    if state["format"] >= 2 and (state.get("writer") != WRITER
+                                 or state.get("manifest_sha256") != _manifest_digest(state)):
+        return "was edited after it was written (its manifest_sha256 does not match its contents)"
+    return None
+
+
+def _read_state(path: Path, verify_contents: bool = True) -> dict[str, Any]:
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint file {state_file} is missing (an incomplete or foreign folder)")
+    if state_file.stat().st_size > MAX_STATE_BYTES:
+        raise CheckpointError(f"checkpoint file {state_file} is larger than {MAX_STATE_BYTES} bytes")
     try:
-        state = json.loads(state_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"checkpoint file {state_file} is not valid JSON ({error})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("step"), int):
-        raise CheckpointError(f"checkpoint file {state_file} is not a format-{FORMAT} checkpoint state")
+        state = json.loads(state_file.read_bytes())
+    except (ValueError, RecursionError) as error:
+        raise CheckpointError(f"checkpoint file {state_file} is not valid JSON ({str(error)[:100]})") from None
+    problem = _state_problem(state)
+    if problem is None and _step_of(path) is not None and _step_of(path) != state["step"]:
+        problem = f"records step {state['step']}, but its folder is {path.name}"
+    if problem is not None:
+        raise CheckpointError(f"checkpoint file {state_file} {problem}")
     for name in _FILES:
-        expected = state.get("files", {}).get(name)
+        expected = state["files"][name]
         file = path / name
-        if expected is None or not file.is_file():
+        if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
         size = file.stat().st_size
         if size != expected["bytes"]:
             raise CheckpointError(f"checkpoint file {file} has {size} bytes, expected {expected['bytes']} (truncated?)")
-        if _digest(file) != expected["sha256"]:
+        if verify_contents and _digest(file) != expected["sha256"]:
             raise CheckpointError(f"checkpoint file {file} is corrupt (SHA-256 differs from {state_file.name})")
     return state
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
-    """Read and validate one checkpoint folder; CheckpointError names the first bad file."""
+def _apply_check(check: Callable[[dict[str, Any]], None] | None, path: Path, state: dict[str, Any]) -> None:
+    if check is not None:
+        try:
+            check(state)
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint file {path / STATE_FILE}: {error}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+                    check: Callable[[dict[str, Any]], None] | None = None) -> Checkpoint:
+    """Read and validate one checkpoint folder; CheckpointError names the first bad file.
+
+    check: called with the parsed state.json; raises CheckpointError for fields the caller needs.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {path} does not exist")
     state = _read_state(path)
+    _apply_check(check, path, state)
     try:
         meta = json.loads((path / "optimizer.json").read_text())
         optimizer_tensors = load_file(str(path / "optimizer.safetensors"), device=str(device))
@@ -223,16 +327,17 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return Checkpoint(path, state["step"], state, unflatten_optimizer_state(optimizer_tensors, meta), tensors)
 
 
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+def latest_checkpoint(root: str | os.PathLike,
+                      check: Callable[[dict[str, Any]], None] | None = None) -> Path | None:
     """The newest valid checkpoint under `root` (None if there is none at all).
 
-    A corrupt newer checkpoint is skipped with a warning naming the bad file; if checkpoints exist but
-    none is valid, CheckpointError lists why.
+    A corrupt newer checkpoint (or one whose state `check` rejects with CheckpointError) is skipped with
+    a warning naming the bad file; if checkpoints exist but none is valid, CheckpointError lists why.
     """
     problems = []
     for path in reversed(list_checkpoints(root)):
         try:
-            _read_state(path)
+            _apply_check(check, path, _read_state(path))
         except CheckpointError as error:
             warnings.warn(f"skipping corrupt checkpoint: {error}", stacklevel=2)
             problems.append(str(error))

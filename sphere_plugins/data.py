@@ -235,7 +235,8 @@ def read_image_files(
     tensors = []
     first_size: tuple[Path, tuple[int, int]] | None = None
     for path, array in zip(files, arrays):
-        image = torch.from_numpy(array).float().div(127.5).sub(1.0)
+        image = torch.from_numpy(array)
+        image = image.float().div(127.5).sub(1.0) if image.dtype == torch.uint8 else image.mul(2.0).sub(1.0)
         image = image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)
         image = convert_images(image.unsqueeze(0), resolution, channels)
         if first_size is None:
@@ -250,14 +251,32 @@ def read_image_files(
     return torch.cat(tensors)
 
 
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _read_one(path: Path, channels: int | None) -> np.ndarray:
-    """Decode one file to uint8 HW (grey) or HWC (RGB); a file Pillow cannot read raises naming it."""
+    """Decode one file to HW (grey) or HWC (RGB): uint8 for 8-bit files, float32 in [0, 1] for 16-bit ones
+    (scaled by 65535, their true depth); a file Pillow cannot read, or one whose pixel count exceeds Pillow's
+    decompression-bomb limit, raises a one-line ValueError naming it."""
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            grey = img.mode in ("1", "L", "LA", "I", "I;16", "F") if channels is None else channels == 1
-            return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                grey = img.mode in ("1", "L", "LA", "I", "F", *_SIXTEEN_BIT) if channels is None else channels == 1
+                if img.mode in _SIXTEEN_BIT or (img.mode == "I" and img.format == "PNG"):
+                    array = np.asarray(img, dtype=np.float32) / 65535.0
+                    if array.min() < 0 or array.max() > 1:
+                        raise ValueError(f"16-bit pixel values outside [0, 65535] (mode {img.mode})")
+                    return array if grey else np.repeat(array[..., None], 3, axis=-1)
+                if img.mode in ("I", "F"):
+                    raise ValueError(f"{img.mode!r}-mode images (32-bit integer or float pixels) have no fixed range; "
+                                     "save them as 8- or 16-bit images")
+                return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.uint8).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"image file {str(path)!r} is too large to decode safely ({err}); a decompression "
+                         "bomb? Raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine".replace("\n", " ")) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
 

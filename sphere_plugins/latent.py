@@ -20,6 +20,9 @@ def vector_dims(z: Tensor, dims: Dims = None) -> tuple[int, ...]:
     if dims is None:
         return tuple(range(1, z.dim()))
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if not all(type(d) is int and -z.dim() <= d < z.dim() for d in dims):
+        raise ValueError(f"dims must be ints in [{-z.dim()}, {z.dim() - 1}] for z of shape {tuple(z.shape)} "
+                         f"(out-of-range dims are not wrapped around), got {dims}")
     normalized = tuple(d % z.dim() for d in dims)
     if not normalized or 0 in normalized or len(set(normalized)) != len(normalized):
         raise ValueError(
@@ -95,12 +98,21 @@ def _raise_bad_vectors(z: Tensor, scale: Tensor) -> None:
         entries_finite = bool(torch.isfinite(z[sorted(samples)]).all())
         problem = (f"have a norm too large for {z.dtype} (finite entries, overflowing sum of squares)"
                    if entries_finite else "contain NaN or Inf entries")
+    elif bool((z[sorted(samples)] != 0).any()) and not _constant(z[sorted(samples)]):
+        problem = (f"have entries so small that their squares underflow to zero in {z.dtype} (they are not "
+                   "constant: scale them up or compute in float64)")
     else:
         problem = "are zero vectors (a constant vector becomes zero after centerize)"
     raise ValueError(
         f"latent z (shape {tuple(z.shape)}) cannot be spherized: samples [{shown}] {problem}; "
         "expected finite vectors with a non-zero norm"
     )
+
+
+def _constant(z: Tensor) -> bool:
+    """Whether every sample of z holds one value in all its entries (the diagnosis of a zero norm)."""
+    flat = z.flatten(1)
+    return bool((flat == flat[:, :1]).all())
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor, dims: Dims = None) -> Tensor:
@@ -161,8 +173,12 @@ class SphericalLatent(nn.Module):
     def __init__(self, center: bool = True, spherize: bool = True, radius: float | None = 1.0,
                  dims: Dims = None, check: bool = True):
         super().__init__()
-        if radius is not None and (not radius > 0 or not math.isfinite(radius)):
+        if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, float))
+                                   or not radius > 0 or not math.isfinite(radius)):
             raise ValueError(f"radius must be a positive finite number or None (sqrt(d)), got {radius!r}")
+        for name, flag in (("center", center), ("spherize", spherize), ("check", check)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.center = center
         self.spherize = spherize
         self.radius = radius

@@ -124,7 +124,7 @@ def sample_prior(name: str, shape: Sequence[int], generator: torch.Generator | N
 
 
 def _positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value)):
         raise ValueError(f"prior parameter {name} must be a positive finite number, got {value!r}")
     return float(value)
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable
 from functools import lru_cache
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
-from typing import Any
 
 from sphere_plugins import plugins
 from sphere_plugins.offers import ModelScheme

@@ -75,6 +75,28 @@ class AutoencoderAdapter:
     input_range: tuple[float, float] | None = None
 
 
+# sample() runs the model on at most this many latents at once, so a large n never allocates every
+# sample's intermediate activations together.
+SAMPLE_BATCH = 1024
+
+
+def _check_count(n: Any, argument: str) -> None:
+    if type(n) is not int or n < 1:  # type(), not isinstance: True is an int to Python, not a count
+        raise ValueError(f"{argument} must be a positive int, got {n!r}")
+
+
+def _in_batches(run: Callable[[Tensor], Tensor], z: Tensor, batch_size: int) -> Tensor:
+    """run(z) computed batch_size rows at a time, written into one output tensor."""
+    if z.shape[0] <= batch_size:
+        return run(z)
+    first = run(z[:batch_size])
+    out = first.new_empty((z.shape[0], *first.shape[1:]))
+    out[:batch_size] = first
+    for start in range(batch_size, z.shape[0], batch_size):
+        out[start:start + batch_size] = run(z[start:start + batch_size])
+    return out
+
+
 class AutoencoderOutput(NamedTuple):
     """forward()'s result: unpacks as (reconstruction, latent)."""
 
@@ -127,6 +149,8 @@ class _SphericalBase(nn.Module):
             raise ValueError(f"{argument} must be a torch.Tensor, got {type(z).__name__}")
         if not z.is_floating_point():
             raise ValueError(f"{argument} must be a floating-point tensor, got dtype {z.dtype}")
+        if z.dim() >= 1 and z.shape[0] == 0:
+            raise ValueError(f"{argument} is an empty batch (shape {list(z.shape)}); pass at least one latent")
         if self.z_shape is not None and tuple(z.shape[1:]) != self.z_shape:
             raise ValueError(
                 f"{argument} must have shape [N, {', '.join(map(str, self.z_shape))}] for this model, "
@@ -141,8 +165,7 @@ class _SphericalBase(nn.Module):
         Vectors that centerize to zero (possible for discrete priors in low d) are redrawn.
         prior="fitted" draws from a spherical autoencoder's fit_prior() result.
         """
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        _check_count(n, "n")
         if self.z_shape is None:
             raise ValueError("the latent shape is unknown until the first encode(); pass z_shape= to the wrapper")
         name = self.prior if prior is None else prior
@@ -222,20 +245,25 @@ class SphericalGenerator(_SphericalBase):
         return self.adapter.generate(self.adapt(z), **model_kwargs)
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
-               model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
-        """Generate n images from latents drawn from any registered prior.
+               model_kwargs: dict[str, Any] | None = None, batch_size: int = SAMPLE_BATCH,
+               **prior_params: Any) -> Tensor:
+        """Generate n images from latents drawn from any registered prior, `batch_size` at a time.
 
-        The generator seeds the prior draw, and the model's own sampling too when its adapter accepts one
-        (diffusers' per-step noise, StyleGAN2's noise_mode='random'): one seed reproduces everything. A
-        generator given only in model_kwargs seeds the prior draw as well.
+        All n latents are drawn first, so a deterministic model's images do not depend on batch_size
+        (beyond floating-point rounding that differs between batch shapes). The generator seeds the
+        prior draw, and the model's own sampling too when its adapter accepts one (diffusers' per-step
+        noise, StyleGAN2's noise_mode='random'; a stochastic sampler then draws its noise batch by
+        batch): one seed reproduces everything. A generator given only in model_kwargs seeds the prior
+        draw as well.
         """
+        _check_count(batch_size, "batch_size")
         model_kwargs = dict(model_kwargs or {})
         if generator is None and isinstance(model_kwargs.get("generator"), torch.Generator):
             generator = model_kwargs["generator"]
         z = self.latents(n, prior, generator, **prior_params)
         if generator is not None and self.adapter.accepts_generator:
             model_kwargs.setdefault("generator", generator)
-        return self.adapter.generate(z, **model_kwargs)
+        return _in_batches(lambda chunk: self.adapter.generate(chunk, **model_kwargs), z, batch_size)
 
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int, **model_kwargs: Any) -> Tensor:
         """Images along the great circle between the adapted z0 and z1 (both ends included).
@@ -277,6 +305,8 @@ class SphericalAutoencoder(_SphericalBase):
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise ValueError(f"x must be a floating-point torch.Tensor of images, got {type(x).__name__}"
                              + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
+        if x.dim() >= 1 and x.shape[0] == 0:
+            raise ValueError(f"x is an empty batch (shape {list(x.shape)}); pass at least one image")
         if self.adapter.input_range is not None:
             low, high = self.adapter.input_range
             tolerance = 1e-3 * (high - low)
@@ -339,10 +369,12 @@ class SphericalAutoencoder(_SphericalBase):
         """
         return self.loss_fn(x, self(x).reconstruction)
 
-    def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
-               **prior_params: Any) -> Tensor:
-        """Decode n latents drawn from any registered prior (or "fitted", see fit_prior) and put on the sphere."""
-        return self.adapter.decode(self.latents(n, prior, generator, **prior_params))
+    def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
+               batch_size: int = SAMPLE_BATCH, **prior_params: Any) -> Tensor:
+        """Decode n latents drawn from any registered prior (or "fitted", see fit_prior) and put on the
+        sphere, `batch_size` at a time."""
+        _check_count(batch_size, "batch_size")
+        return _in_batches(self.adapter.decode, self.latents(n, prior, generator, **prior_params), batch_size)
 
     def fit_prior(self, x: Tensor, kind: str = "vmf", components: int = 1, *, codes: bool | None = None,
                   batch_size: int = 256, seed: int = 0, max_iter: int = 100, covariance: str = "full",

@@ -22,7 +22,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sphere_plugins.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from sphere_plugins.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from sphere_plugins.data import ImageSet, check_image_tensor, load_images
 from sphere_plugins.training.batches import ShardedBatches
 
@@ -181,6 +187,19 @@ def _rng_tensors(accelerator) -> dict[str, Tensor]:
     return {f"rng/{kind}/{rank}": t for rank, state in enumerate(states) for kind, t in state.items()}
 
 
+_DATA_ORDER_FIELDS = ("epoch", "offset", "seed", "n", "batch_size", "world_size")
+
+
+def check_resume_state(state: dict[str, Any]) -> None:
+    """CheckpointError unless a checkpoint's state has what resuming reads: a data order of ints, a config dict."""
+    order = state.get("data_order")
+    if not isinstance(order, dict) or not all(type(order.get(k)) is int and order[k] >= 0
+                                              for k in _DATA_ORDER_FIELDS):
+        raise CheckpointError(f"its state has no valid 'data_order' (non-negative ints {list(_DATA_ORDER_FIELDS)})")
+    if not isinstance(state.get("config", {}), dict):
+        raise CheckpointError("its state's 'config' is not a dict")
+
+
 def _choose_checkpoint(config: TrainConfig, accelerator) -> Path | None:
     from accelerate.utils import broadcast_object_list
 
@@ -189,7 +208,7 @@ def _choose_checkpoint(config: TrainConfig, accelerator) -> Path | None:
         if isinstance(config.resume, str):
             chosen[0] = config.resume
         else:
-            found = latest_checkpoint(config.checkpoint_dir)
+            found = latest_checkpoint(config.checkpoint_dir, check=check_resume_state)
             chosen[0] = None if found is None else str(found)
     if accelerator.num_processes > 1:
         broadcast_object_list(chosen)
@@ -280,7 +299,7 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
     if config.resume:
         resumed_from = _choose_checkpoint(config, accelerator)
         if resumed_from is not None:
-            checkpoint = load_checkpoint(resumed_from)
+            checkpoint = load_checkpoint(resumed_from, check=check_resume_state)
             _restore(checkpoint, model, optimizer, batches, accelerator, config)
             start = checkpoint.step
     result = TrainResult(accelerator.unwrap_model(model), start, resumed_from=resumed_from)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,41 @@ def test_bad_option_values_exit_2_with_one_line(run_cli, capsys, tmp_path, argv,
     assert run_cli(["theory", *argv, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
     line = error_line(capsys)
     assert all(word in line for word in words), line
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--resolution", "65536"], ["--resolution", "1024"]),
+    (["--n-samples", str(10**12)], ["--n-samples", "1000000"]),
+    (["--steps", str(10**15)], ["--steps", "10000000"]),
+])
+def test_huge_sizes_exit_2_before_any_work(run_cli, capsys, tmp_path, argv, words):
+    assert run_cli(["theory", *argv, "--out", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert all(word in line for word in words), line
+    assert not any(tmp_path.iterdir())
+
+
+def test_out_pointing_at_a_file_exits_2(run_cli, capsys, tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("keep")
+    assert run_cli(["theory", "--out", str(target)]) == EXIT_BAD_INPUT
+    assert "is a file" in error_line(capsys) and target.read_text() == "keep"
+
+
+def test_empty_out_exits_2(run_cli, capsys, tmp_path):
+    assert run_cli(["theory", "--out", ""]) == EXIT_BAD_INPUT
+    assert "--out is empty" in error_line(capsys)
+
+
+def test_out_under_a_file_or_unwritable_folder_exits_2(run_cli, capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert run_cli(["theory", "--out", str(tmp_path / "file" / "results")]) == EXIT_BAD_INPUT
+    assert "cannot be written" in error_line(capsys)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root may write anywhere
+        assert run_cli(["theory", "--out", str(locked / "results")]) == EXIT_BAD_INPUT
+        assert "cannot be written" in error_line(capsys)
 
 
 def test_unknown_data_spec_is_rejected(run_cli, capsys, tmp_path):

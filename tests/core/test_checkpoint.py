@@ -163,3 +163,112 @@ def test_weights_of_another_model_are_rejected_naming_the_file(tmp_path):
 def test_a_missing_checkpoint_folder_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "step-00000001")
+
+
+def _edit_state(path, **changes):
+    state = json.loads((path / "state.json").read_text())
+    state.update(changes)
+    (path / "state.json").write_text(json.dumps(state))
+
+
+def test_pruning_leaves_a_users_folder_named_like_a_checkpoint_and_its_files(tmp_path):
+    model, optimizer = _trained()
+    mine = tmp_path / "step-00000001"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    stray = tmp_path / "step-00009999"  # higher-numbered, not written by save_checkpoint
+    stray.mkdir()
+    (stray / "results.csv").write_text("a,b\n")
+    with pytest.warns(UserWarning, match="step-00000001.*step-00009999"):
+        for step in (2, 3, 4):
+            _save(tmp_path, step, model, optimizer, keep=2)
+    assert (mine / "notes.txt").read_text() == "my notes" and (stray / "results.csv").read_text() == "a,b\n"
+    assert {p.name for p in tmp_path.iterdir()} == {"step-00000001", "step-00009999", "step-00000003",
+                                                    "step-00000004"}
+
+
+def test_pruning_spares_a_checkpoint_holding_a_users_file(tmp_path):
+    model, optimizer = _trained()
+    first = _save(tmp_path, 1, model, optimizer)
+    (first / "keep-me.txt").write_text("x")
+    with pytest.warns(UserWarning, match="step-00000001"):
+        _save(tmp_path, 2, model, optimizer, keep=1)
+    assert (first / "keep-me.txt").exists() and (first / "model.safetensors").exists()
+
+
+def test_pruning_leaves_foreign_hidden_folders_alone(tmp_path):
+    model, optimizer = _trained()
+    foreign = tmp_path / ".tmp-cache"
+    foreign.mkdir()
+    (foreign / "data.bin").write_bytes(b"1")
+    looks_like_ours = tmp_path / ".tmp-step-00000001-1"
+    looks_like_ours.mkdir()
+    (looks_like_ours / "thesis.tex").write_text("x")
+    with pytest.warns(UserWarning, match=r"\.tmp-cache"):
+        _save(tmp_path, 2, model, optimizer, keep=1)
+    assert (foreign / "data.bin").exists() and (looks_like_ours / "thesis.tex").exists()
+
+
+def test_a_foreign_folder_at_the_step_being_saved_is_moved_aside_not_deleted(tmp_path):
+    model, optimizer = _trained()
+    theirs = tmp_path / "step-00000005"
+    theirs.mkdir()
+    (theirs / "data.txt").write_text("theirs")
+    with pytest.warns(UserWarning, match="moved it to"):
+        path = _save(tmp_path, 5, model, optimizer)
+    assert load_checkpoint(path).step == 5
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("step-00000005.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "data.txt").read_text() == "theirs"
+
+
+@pytest.mark.parametrize("change", [{"step": 7}, {"note": "edited"}, {"data_order": {"epoch": 3}}])
+def test_an_edited_state_file_is_refused_as_corrupt(tmp_path, change):
+    model, optimizer = _trained()
+    path = _save(tmp_path, 1, model, optimizer)
+    _edit_state(path, **change)
+    with pytest.raises(CheckpointError, match="state.json"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("drop", ["files", "step", "format"])
+def test_a_state_file_missing_a_field_makes_the_checkpoint_skipped_with_a_warning(tmp_path, drop):
+    model, optimizer = _trained()
+    good = _save(tmp_path, 1, model, optimizer)
+    bad = _save(tmp_path, 2, model, optimizer)
+    state = json.loads((bad / "state.json").read_text())
+    del state[drop]
+    (bad / "state.json").write_text(json.dumps(state))
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        assert latest_checkpoint(tmp_path) == good
+
+
+def test_a_file_entry_without_its_size_is_skipped_with_a_warning(tmp_path):
+    model, optimizer = _trained()
+    good = _save(tmp_path, 1, model, optimizer)
+    bad = _save(tmp_path, 2, model, optimizer)
+    state = json.loads((bad / "state.json").read_text())
+    del state["files"]["model.safetensors"]["bytes"]
+    (bad / "state.json").write_text(json.dumps(state))
+    with pytest.warns(UserWarning, match="bytes"):
+        assert latest_checkpoint(tmp_path) == good
+
+
+def test_a_caller_check_rejects_a_state_without_the_fields_it_needs(tmp_path):
+    model, optimizer = _trained()
+    good = save_checkpoint(tmp_path, 1, model, optimizer, {"data_order": {"epoch": 0}})
+    save_checkpoint(tmp_path, 2, model, optimizer, {})
+
+    def needs_order(state):
+        if "data_order" not in state:
+            raise CheckpointError("no data_order")
+
+    with pytest.warns(UserWarning, match="no data_order"):
+        assert latest_checkpoint(tmp_path, check=needs_order) == good
+
+
+def test_folders_with_odd_step_names_are_ignored(tmp_path):
+    model, optimizer = _trained()
+    for name in ("step-²", "step-1.5", "step-", "step-٣"):
+        (tmp_path / name).mkdir()
+    good = _save(tmp_path, 1, model, optimizer)
+    assert list_checkpoints(tmp_path) == [good] and latest_checkpoint(tmp_path) == good

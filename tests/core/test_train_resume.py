@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sphere_plugins.checkpoint import CheckpointError, list_checkpoints
+from sphere_plugins.checkpoint import CheckpointError, list_checkpoints, save_checkpoint
 from sphere_plugins.data import load_images
 from sphere_plugins.training import TrainConfig, conv_objective, train
 
@@ -131,6 +131,20 @@ def test_automatic_resume_skips_a_corrupt_newest_checkpoint_with_a_warning(digit
     with pytest.warns(UserWarning, match="step-00000006.*model.safetensors"):
         result = train(_objective("ae"), digits, _config(tmp_path, steps=8, resume=True))
     assert result.resumed_from.name == "step-00000003" and result.step == 8
+
+
+def test_automatic_resume_skips_a_checkpoint_without_a_data_order_with_a_warning(digits, tmp_path):
+    train(_objective("ae"), digits, _config(tmp_path, steps=6))
+    save_checkpoint(tmp_path, 7, torch.nn.Linear(1, 1), None, {"config": {}})  # valid manifest, no data order
+    with pytest.warns(UserWarning, match="step-00000007.*data_order"):
+        result = train(_objective("ae"), digits, _config(tmp_path, steps=8, resume=True))
+    assert result.resumed_from.name == "step-00000006" and result.step == 8
+
+
+def test_resuming_from_a_named_checkpoint_without_a_data_order_raises(digits, tmp_path):
+    save_checkpoint(tmp_path, 3, torch.nn.Linear(1, 1), None, {"config": {}})
+    with pytest.raises(CheckpointError, match="data_order"):
+        train(_objective("ae"), digits, _config(tmp_path, steps=6, resume=str(tmp_path / "step-00000003")))
 
 
 def test_resuming_from_a_named_corrupt_checkpoint_raises_naming_the_file(digits, tmp_path):

@@ -81,6 +81,32 @@ def test_unreadable_image_is_named(tmp_path):
         load_images(f"folder:{tmp_path}")
 
 
+def test_sixteen_bit_png_is_scaled_by_its_true_depth(tmp_path):
+    raw = np.array([[0, 2000], [40000, 65535]], dtype=np.uint16)
+    Image.fromarray(raw).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as check:  # the file really is 16-bit
+        assert check.mode.startswith("I")
+    data = load_images(f"folder:{tmp_path}")
+    expected = torch.tensor([[0, 2000], [40000, 65535]], dtype=torch.float32) / 65535 * 2 - 1
+    assert data.images.shape == (1, 1, 2, 2)
+    torch.testing.assert_close(data.images[0, 0], expected, rtol=0, atol=1e-6)
+
+
+def test_sixteen_bit_png_as_rgb_repeats_the_grey_value(tmp_path):
+    Image.fromarray(np.full((2, 2), 32768, dtype=np.uint16)).save(tmp_path / "deep.png")
+    data = load_images(f"folder:{tmp_path}", channels=3)
+    torch.testing.assert_close(data.images, torch.full((1, 3, 2, 2), 32768 / 65535 * 2 - 1), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("side", [40, 64])  # over the warning limit, and over twice it (Pillow's error)
+def test_decompression_bomb_gives_a_one_line_error_naming_the_file(tmp_path, monkeypatch, side):
+    _write_png(tmp_path / "bomb.png", np.zeros((side, side)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match=r"bomb\.png.*too large to decode safely") as caught:
+        load_images(f"folder:{tmp_path}")
+    assert "\n" not in str(caught.value)
+
+
 def test_mixed_sizes_name_two_files_and_suggest_resolution(tmp_path):
     _write_png(tmp_path / "small.png", np.zeros((4, 4)))
     _write_png(tmp_path / "wide.png", np.zeros((4, 6)))

@@ -2,7 +2,8 @@
 
 A folder is read with `from_pretrained`; its class comes from `model_index.json` (a pipeline) or
 `config.json` (a model), both written by `save_pretrained`. A name like "owner/repo" that is not a local
-folder is fetched from the Hugging Face Hub where the network allows.
+folder is read from the local Hugging Face cache; nothing is downloaded unless the caller passes
+`local_files_only=False` (so a mistyped relative folder never turns into a hub request).
 """
 
 from __future__ import annotations
@@ -111,7 +112,13 @@ def load_folder(folder: Path, options: dict[str, Any]) -> Any:
                             "config.json (a model); expected a folder written by save_pretrained")
 
 
-def _no_network(repo_id: str, error: Exception) -> FileNotFoundError:
+def _no_network(repo_id: str, error: Exception, local_only: bool) -> FileNotFoundError:
+    if local_only:
+        return FileNotFoundError(
+            f"no local folder {repo_id!r} exists (resolved to {str(Path(repo_id).resolve())!r}), and it is not in "
+            "the local Hugging Face cache as a hub id; nothing was downloaded. Pass a local folder written by "
+            "save_pretrained, or local_files_only=False to fetch the hub id from the Hugging Face Hub."
+        )
     return FileNotFoundError(
         f"no local folder {repo_id!r} exists, and fetching it as a hub id from the Hugging Face Hub failed "
         f"({type(error).__name__}): there is probably no network here (or no such repo). Download the model on a "
@@ -119,39 +126,49 @@ def _no_network(repo_id: str, error: Exception) -> FileNotFoundError:
     )
 
 
-def load_hub(repo_id: str, options: dict[str, Any]) -> Any:
-    """Load a hub id through from_pretrained (needs the network unless it is already cached)."""
+def load_hub(repo_id: str, options: dict[str, Any], local_files_only: bool = True) -> Any:
+    """Load a hub id through from_pretrained: from the local cache only, unless local_files_only=False."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    options = {**options, "local_files_only": local_files_only}
     try:
         try:
-            return _from_config("pipeline", Path(hf_hub_download(repo_id, "model_index.json")), repo_id, options)
+            index = hf_hub_download(repo_id, "model_index.json", local_files_only=local_files_only)
+            return _from_config("pipeline", Path(index), repo_id, options)
         except LocalEntryNotFoundError:
-            raise
+            if not local_files_only:
+                raise
+            config = hf_hub_download(repo_id, "config.json", local_files_only=True)
+            return _from_config("model", Path(config), repo_id, options)
         except EntryNotFoundError:
             return _from_config("model", Path(hf_hub_download(repo_id, "config.json")), repo_id, options)
     except OSError as error:
-        raise _no_network(repo_id, error) from error
+        raise _no_network(repo_id, error, local_files_only) from error
 
 
 def load_diffusers(name: str, options: dict[str, Any]) -> Any:
-    """The model "diffusers:NAME" names: a tiny builder, a local folder, or a hub id."""
+    """The model "diffusers:NAME" names: a tiny builder, a local folder, or a hub id (from the local cache
+    unless options has local_files_only=False)."""
     if name == "tiny-vae":
         return build_tiny_vae(**options)
     if name == "tiny-ddpm":
         return build_tiny_ddpm(**options)
+    options = dict(options)
+    local_only = options.pop("local_files_only", True)
+    if not isinstance(local_only, bool):
+        raise ValueError(f"local_files_only must be True or False, got {local_only!r}")
     folder = Path(name).expanduser()
     if folder.is_dir():
         from sphere_diffusers.saving import ADAPTER_FILE, load_spherical
 
         if (folder / ADAPTER_FILE).is_file():  # save_spherical wrote it: the wrapper, not the bare model
             return load_spherical(folder, **options)
-        return load_folder(folder, options)
+        return load_folder(folder, {**options, "local_files_only": True})
     if folder.exists():
         raise ValueError(f"'diffusers:{name}' must name a folder written by save_pretrained, got a file")
     if _HUB_ID.match(name):
-        return load_hub(name, options)
+        return load_hub(name, options, local_only)
     raise FileNotFoundError(f"no model folder at {name!r} (resolved to {str(folder.resolve())!r}); expected a "
                             "folder written by save_pretrained, a hub id 'owner/repo', or one of "
                             f"{', '.join(BUILDERS)}")

@@ -14,6 +14,7 @@ from torch import nn
 
 from sphere_plugins.errors import MissingWeightsError, UnsafePickleError
 from sphere_plugins.files import atomic_write
+from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (
     Discriminator,
     DiscriminatorBlock,
@@ -38,20 +39,21 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 
 
+def _network_class(class_name: Any, where: str) -> type[nn.Module]:
+    cls = NETWORK_CLASSES.get(class_name) if isinstance(class_name, str) else None
+    if cls is None:
+        raise NetworkFormatError(f"{where}: unknown network class {str(class_name)[:60]!r}; this loader builds "
+                                 f"{', '.join(sorted(NETWORK_CLASSES))}")
+    return cls
+
+
 def build_network(class_name: str, init_args: tuple = (), init_kwargs: Mapping[str, Any] | None = None,
                   where: str = "network") -> nn.Module:
-    """A fresh module of our class `class_name`, constructed with the recorded arguments."""
-    cls = NETWORK_CLASSES.get(class_name)
-    if cls is None:
-        raise NetworkFormatError(f"{where}: unknown network class {class_name!r}; this loader builds "
-                                 f"{', '.join(sorted(NETWORK_CLASSES))}")
-    kwargs = plain(dict(init_kwargs or {}))
-    try:
-        return cls(*plain(tuple(init_args)), **kwargs)
-    except (TypeError, ValueError) as error:
-        raise NetworkFormatError(
-            f"{where}: cannot build {class_name} from its recorded arguments {sorted(kwargs)}: {error}. "
-            "Is it a StyleGAN2-ADA network (not StyleGAN3 or a modified fork)?") from error
+    """A fresh module of our class `class_name`, constructed with the recorded arguments once they are checked."""
+    cls = _network_class(class_name, where)
+    kwargs = checked_arguments(cls, plain(init_args), plain(dict(init_kwargs or {})), where)
+    meta_layout(cls, kwargs, where)
+    return cls(**kwargs)
 
 
 def _collect_state(record: PersistentRecord, module: nn.Module, prefix: str, out: dict[str, torch.Tensor],
@@ -62,20 +64,48 @@ def _collect_state(record: PersistentRecord, module: nn.Module, prefix: str, out
                                  f"where our network has a {type(module).__name__}")
     module.train(bool(record.state.get("training", False)))
     non_persistent = record.state.get("_non_persistent_buffers_set") or set()
-    for name, tensor in (record.state.get("_parameters") or {}).items():
-        if tensor is not None:
+    for kind in ("_parameters", "_buffers"):
+        entries = record.state.get(kind) or {}
+        if not isinstance(entries, Mapping):
+            raise NetworkFormatError(f"{where}: {kind} of {prefix.rstrip('.') or 'top'} is not a dict")
+        for name, tensor in entries.items():
+            if tensor is None or (kind == "_buffers" and name in non_persistent):
+                continue
+            if not isinstance(tensor, torch.Tensor) or not isinstance(name, str):
+                raise NetworkFormatError(f"{where}: {prefix}{name!s:.60} is a {type(tensor).__name__}, not a tensor")
             out[prefix + name] = tensor
-            grads[prefix + name] = bool(tensor.requires_grad)
-    for name, tensor in (record.state.get("_buffers") or {}).items():
-        if tensor is not None and name not in non_persistent:
-            out[prefix + name] = tensor
+            if kind == "_parameters":
+                grads[prefix + name] = bool(tensor.requires_grad)
     ours = dict(module.named_children())
-    for name, child in (record.state.get("_modules") or {}).items():
+    children = record.state.get("_modules") or {}
+    if not isinstance(children, Mapping):
+        raise NetworkFormatError(f"{where}: _modules of {prefix.rstrip('.') or 'top'} is not a dict")
+    for name, child in children.items():
         if child is None:
             continue
         if not isinstance(child, PersistentRecord) or name not in ours:
-            raise NetworkFormatError(f"{where}: unexpected child {prefix + name!r} in the pickle")
+            raise NetworkFormatError(f"{where}: unexpected child {prefix}{name!s:.60} in the pickle")
         _collect_state(child, ours[name], prefix + name + ".", out, grads, where)
+
+
+def _check_fits(layout: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Same names and shapes as the layout, floating point, and no more values than the tensors' storages hold."""
+    held: dict[tuple[int, int], int] = {}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise NetworkFormatError(f"{where}: tensor {name} has dtype {tensor.dtype}; weights must be floating point")
+        storage = tensor.untyped_storage()
+        held[(storage.data_ptr(), storage.nbytes())] = storage.nbytes() // tensor.element_size()
+    check_budget(layout, sum(held.values()), where)
+    expected = {name: tuple(t.shape) for name, t in layout.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))[:5]
+        unexpected = sorted(set(found) - set(expected))[:5]
+        wrong = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])[:5]
+        raise NetworkFormatError(f"{where}: the stored tensors do not fit the network built from its recorded "
+                                 f"arguments: missing {missing}, unexpected {unexpected}, wrong shape "
+                                 f"{[(n, found[n], expected[n]) for n in wrong]}")
 
 
 def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -86,17 +116,32 @@ def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], where: str
                                  f"recorded arguments: {error}") from error
 
 
-def network_from_record(record: PersistentRecord, where: str) -> nn.Module:
-    """Our module for one top-level persistent record: built from its init arguments, then its tensors."""
-    module = build_network(record.class_name, record.state.get("_init_args", ()),
-                           record.state.get("_init_kwargs", {}), where)
-    state: dict[str, torch.Tensor] = {}
-    grads: dict[str, bool] = {}
-    _collect_state(record, module, "", state, grads, where)
+def _checked_network(class_name: Any, init_args: Any, init_kwargs: Any, where: str,
+                     state_of: Any) -> nn.Module:
+    """Check the arguments, lay the network out on the meta device, fit the file's tensors, then build it."""
+    cls = _network_class(class_name, where)
+    kwargs = checked_arguments(cls, plain(init_args), plain(init_kwargs), where)
+    layout = meta_layout(cls, kwargs, where)
+    state, grads = state_of(layout)
+    _check_fits(layout, state, where)
+    module = layout.to_empty(device="cpu")  # every parameter and buffer is in the state dict, loaded next
     _load_state(module, state, where)
     for name, parameter in module.named_parameters():
         parameter.requires_grad_(grads.get(name, True))
     return module
+
+
+def network_from_record(record: PersistentRecord, where: str) -> nn.Module:
+    """Our module for one top-level persistent record: built from its init arguments, then its tensors."""
+    def state_of(layout: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, bool]]:
+        state: dict[str, torch.Tensor] = {}
+        grads: dict[str, bool] = {}
+        _collect_state(record, layout, "", state, grads, where)
+        return state, grads
+
+    init_kwargs = record.state.get("_init_kwargs", {})
+    return _checked_network(record.class_name, record.state.get("_init_args", ()),
+                            {} if init_kwargs is None else init_kwargs, where, state_of)
 
 
 def _missing(path: Path) -> MissingWeightsError:
@@ -104,65 +149,121 @@ def _missing(path: Path) -> MissingWeightsError:
 
 
 def load_pickle(path: str | Path) -> dict[str, Any]:
-    """Read an NVlabs network pickle safely: {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}."""
+    """Read an NVlabs network pickle safely: {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}.
+
+    Anything malformed or hostile raises UnsafePickleError or NetworkFormatError naming the file; the
+    process is left as it was (the reader creates every object it changes).
+    """
     path = Path(path)
     if not path.is_file():
         raise _missing(path)
     try:
         with path.open("rb") as stream:
             data = read_records(stream)
+        if isinstance(data, PersistentRecord):
+            data = {"G_ema" if data.class_name == "Generator" else data.class_name: data}
+        if not isinstance(data, dict):
+            raise NetworkFormatError(f"{path}: expected a dict of networks (G, D, G_ema, ...), got "
+                                     f"{type(data).__name__}")
+        result: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, PersistentRecord):
+                value = (None if value.class_name in SKIPPED_CLASSES
+                         else network_from_record(value, f"{path} [{key}]"))
+            result[key] = value
+        return result
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{path}: {error}") from None
+    except NetworkFormatError:
+        raise
     except Exception as error:
         raise NetworkFormatError(f"{path} is not a readable network pickle (truncated or not a pickle?): "
-                                 f"{type(error).__name__}: {error}") from None
-    if isinstance(data, PersistentRecord):
-        data = {"G_ema" if data.class_name == "Generator" else data.class_name: data}
-    if not isinstance(data, dict):
-        raise NetworkFormatError(f"{path}: expected a dict of networks (G, D, G_ema, ...), got {type(data).__name__}")
-    result: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, PersistentRecord):
-            value = None if value.class_name in SKIPPED_CLASSES else network_from_record(value, f"{path} [{key}]")
-        result[key] = value
-    return result
+                                 f"{type(error).__name__}: {str(error)[:200]}") from None
 
 
-def load_folder(folder: str | Path) -> dict[str, nn.Module]:
-    """Read networks saved by save_network: {role: module}."""
-    folder = Path(folder)
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """config.json of a saved folder, with its format, version and every network entry checked."""
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise _missing(config_path)
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise NetworkFormatError(f"{config_path} is larger than {MAX_CONFIG_BYTES} bytes; not a {FORMAT} config")
     try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise NetworkFormatError(f"{config_path} is not valid JSON: {error}") from None
+        config = json.loads(config_path.read_bytes())
+    except (ValueError, RecursionError) as error:
+        raise NetworkFormatError(f"{config_path} is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise NetworkFormatError(f"{config_path} is not a {FORMAT} config (expected 'format': '{FORMAT}')")
+    version = config.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise NetworkFormatError(f"{config_path} has format_version {version!r:.40}; this version of "
+                                 f"sphere-stylegan2 reads format_version {FORMAT_VERSION} (upgrade to read newer)")
+    networks = config.get("networks")
+    if not isinstance(networks, dict) or not networks:
+        raise NetworkFormatError(f"{config_path}: 'networks' must be a non-empty dict of role -> entry")
+    for role, entry in networks.items():
+        ok = (role.isidentifier() and isinstance(entry, dict) and isinstance(entry.get("class_name"), str)
+              and isinstance(entry.get("init_args", []), list) and isinstance(entry.get("init_kwargs", {}), dict)
+              and isinstance(entry.get("weights"), str))
+        if not ok:
+            raise NetworkFormatError(f"{config_path}: network {role[:40]!r} must be a dict with 'class_name' (str), "
+                                     "'init_args' (list), 'init_kwargs' (dict) and 'weights' (str)")
+        weights = Path(entry["weights"])
+        if weights.is_absolute() or weights.drive or len(weights.parts) != 1 or weights.name in ("", ".", ".."):
+            raise NetworkFormatError(f"{config_path}: network {role!r} names weights {entry['weights'][:80]!r}; "
+                                     "it must be a file name inside the folder (no directories, no '..')")
+    return config
+
+
+def load_folder(folder: str | Path, allow_nonfinite: bool = False) -> dict[str, nn.Module]:
+    """Read networks saved by save_network: {role: module}. NaN/Inf weights are refused unless allow_nonfinite."""
+    if not isinstance(allow_nonfinite, bool):
+        raise ValueError(f"allow_nonfinite must be True or False, got {allow_nonfinite!r}")
+    folder = Path(folder)
     networks = {}
-    for role, entry in config.get("networks", {}).items():
+    for role, entry in _read_config(folder)["networks"].items():
         where = f"{folder} [{role}]"
-        module = build_network(entry["class_name"], tuple(entry.get("init_args", ())), entry.get("init_kwargs"),
-                               where)
         weights = folder / entry["weights"]
         if not weights.is_file():
             raise _missing(weights)
+        if weights.resolve().parent != folder.resolve():
+            raise NetworkFormatError(f"{weights} leads outside {folder} (a link?); refusing to read it")
+
+        def state_of(layout: nn.Module, weights: Path = weights) -> tuple[dict[str, torch.Tensor], dict]:
+            try:
+                state = load_file(str(weights))
+            except Exception as error:
+                raise NetworkFormatError(f"{weights} is not a readable safetensors file: {error}") from None
+            if not allow_nonfinite:
+                for name, tensor in state.items():
+                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                        raise NetworkFormatError(f"{weights}: tensor {name} holds NaN or Inf values; pass "
+                                                 "allow_nonfinite=True to load it anyway")
+            return state, {}
+
         try:
-            state = load_file(str(weights))
+            module = _checked_network(entry["class_name"], entry.get("init_args", []),
+                                      entry.get("init_kwargs", {}), where, state_of)
+        except NetworkFormatError:
+            raise
         except Exception as error:
-            raise NetworkFormatError(f"{weights} is not a readable safetensors file: {error}") from None
-        _load_state(module, state, where)
-        module.eval()
-        networks[role] = module
+            raise NetworkFormatError(f"{where}: cannot be loaded: {type(error).__name__}: {str(error)[:200]}") from None
+        networks[role] = module.eval()
     return networks
 
 
-def load_network(path: str | Path) -> dict[str, Any]:
-    """Networks from an NVlabs pickle file or a folder written by save_network, keyed by role (G_ema, ...)."""
+def load_network(path: str | Path, allow_nonfinite: bool = False) -> dict[str, Any]:
+    """Networks from an NVlabs pickle file or a folder written by save_network, keyed by role (G_ema, ...).
+
+    allow_nonfinite: accept NaN/Inf weights in a saved folder (refused by default, since they only
+    produce NaN images).
+    """
     path = Path(path)
     if path.is_dir():
-        return load_folder(path)
+        return load_folder(path, allow_nonfinite=allow_nonfinite)
     return load_pickle(path)
 
 

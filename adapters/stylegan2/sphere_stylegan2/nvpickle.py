@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -27,7 +28,7 @@ PERSISTENCE_VERSION = 6
 MODULE_SRC_PLACEHOLDER = "<placeholder: written by sphere-stylegan2, which never stores or runs module source>"
 
 
-@dataclass
+@dataclass(eq=False)
 class PersistentRecord:
     """What one persistent-object call in the pickle describes: a class name and the module's state."""
 
@@ -40,49 +41,131 @@ class EasyDict(dict):
     """Stand-in for dnnlib.util.EasyDict while unpickling: a plain dict subclass, nothing more."""
 
 
+# Work and shape bounds for one file. A 1024x1024 snapshot (G, D, G_ema) written by save_nvlabs_pickle takes
+# about 39,000 opcodes and nests about 20 containers deep; the bounds leave wide margins and keep a hostile
+# file's cost to about a second and a few hundred megabytes.
+MAX_OPCODES = 1_000_000
+MAX_DEPTH = 100
+MAX_TENSOR_DIMS = 16
+_MAX_MEMO_INDEX = 1 << 32
+_SMALL_INT = 1 << 60  # ints below this hash to distinct values (except -1/-2), so dict keys cannot collide
+
+
 def _reconstruct(meta: Any) -> PersistentRecord:
     if not isinstance(meta, Mapping) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
         raise UnsafePickleError("a persistent-object call carries no {'type': 'class', 'class_name': ...} meta dict")
     state = meta.get("state")
     if not isinstance(state, Mapping):
         raise UnsafePickleError(f"the persistent object {meta['class_name']!r} carries no state dict")
-    return PersistentRecord(meta["class_name"], dict(state), meta.get("version"))
+    version = meta.get("version")
+    return PersistentRecord(meta["class_name"], dict(state), version if type(version) is int else None)
 
 
-def _load_storage(data: Any) -> Any:
+@dataclass(frozen=True)
+class _StorageType:
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    dtype: torch.dtype
+    key: str
+    numel: int
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A tensor storage read from the file: exactly the bytes the file holds, as `numel` items of `dtype`."""
+
+    data: torch.UntypedStorage
+    dtype: torch.dtype
+    numel: int
+
+
+_STORAGE_TYPES = {("torch", name): _StorageType(dtype) for name, dtype in (
+    ("FloatStorage", torch.float32), ("DoubleStorage", torch.float64), ("HalfStorage", torch.float16),
+    ("BFloat16Storage", torch.bfloat16), ("LongStorage", torch.int64), ("IntStorage", torch.int32),
+    ("ShortStorage", torch.int16), ("CharStorage", torch.int8), ("ByteStorage", torch.uint8),
+    ("BoolStorage", torch.bool))}
+_STORAGE_TYPES[("torch.storage", "UntypedStorage")] = _StorageType(torch.uint8)
+# torch.save's legacy (non-zip) format, which storages pickled by plain pickle use: five pickles
+# (magic number, protocol version, system info, the object, storage keys), then each storage's
+# element count (int64, little-endian) and raw bytes.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_LOCATION = re.compile(r"cpu|cuda(:[0-9]{1,3})?|mps")
+
+
+def _load_storage(data: Any) -> Storage:
+    """Parse a nested legacy torch serialization of one storage without torch.load: sizes come from the bytes."""
     if not isinstance(data, (bytes, bytearray)):
         raise UnsafePickleError(f"a tensor storage must arrive as bytes, got {type(data).__name__}")
-    storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
-        raise UnsafePickleError(f"nested tensor data decoded to {type(storage).__name__}, not a storage")
-    return storage
+    stream = io.BytesIO(data)
+    reader = RestrictedUnpickler(stream, globals_=_STORAGE_TYPES, storage_ids=True)
+    if reader.load() != _LEGACY_MAGIC or reader.load() != _LEGACY_PROTOCOL:
+        raise UnsafePickleError("a tensor storage does not start with torch's legacy serialization header")
+    info = reader.load()
+    if not isinstance(info, dict) or info.get("little_endian") is not True:
+        raise UnsafePickleError("a tensor storage was not written on a little-endian machine (or has no header)")
+    ref = reader.load()
+    keys = reader.load()
+    if not isinstance(ref, _StorageRef) or keys != [ref.key]:
+        raise UnsafePickleError("nested tensor data must describe exactly one storage")
+    header = stream.read(8)
+    count = int.from_bytes(header, "little", signed=True) if len(header) == 8 else -1
+    nbytes = ref.numel * ref.dtype.itemsize
+    start = stream.tell()
+    held = len(data) - start
+    if count != ref.numel or held != nbytes:
+        raise UnsafePickleError(f"a tensor storage claims {ref.numel} items of {ref.dtype} ({nbytes} bytes) "
+                                f"but holds {max(held, 0)} bytes (count field {count})")
+    if not nbytes:
+        return Storage(torch.UntypedStorage(0), ref.dtype, 0)
+    untyped = torch.frombuffer(bytearray(memoryview(data)[start:]), dtype=torch.uint8).untyped_storage()
+    return Storage(untyped, ref.dtype, ref.numel)
 
 
-def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, requires_grad: bool = False,
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                     backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
-    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
+    """A view of `storage`, after checking that every element it addresses lies inside the storage."""
+    if not isinstance(storage, Storage):
         raise UnsafePickleError(f"a tensor must be rebuilt from a storage, got {type(storage).__name__}")
-    if not all(isinstance(v, int) for v in (offset, *size, *stride)):
-        raise UnsafePickleError("tensor offset, size and stride must be integers")
-    return torch._utils._rebuild_tensor_v2(storage, offset, tuple(size), tuple(stride), bool(requires_grad),
-                                           OrderedDict())
+    if not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride) \
+            or len(size) > MAX_TENSOR_DIMS:
+        raise UnsafePickleError(f"tensor size and stride must be tuples of equal length <= {MAX_TENSOR_DIMS}")
+    values = (offset, *size, *stride)
+    if not all(type(v) is int and 0 <= v < _SMALL_INT for v in values):
+        raise UnsafePickleError(f"tensor offset, sizes and strides must be non-negative ints, got offset "
+                                f"{offset!r}, size {size!r}, stride {stride!r}")
+    if 0 in size:
+        last = offset - 1
+    else:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.numel or offset > storage.numel:
+        raise UnsafePickleError(f"a tensor of size {size}, stride {stride} at offset {offset} reaches item "
+                                f"{last} of a storage holding {storage.numel} items")
+    tensor = torch.empty(0, dtype=storage.dtype).set_(storage.data, offset, size, stride)
+    return tensor.requires_grad_(bool(requires_grad)) if tensor.is_floating_point() else tensor
 
 
-def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any = None) -> nn.Parameter:
-    if not isinstance(data, torch.Tensor):
+def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any = None) -> nn.Parameter:
+    if not isinstance(data, torch.Tensor) or isinstance(data, nn.Parameter):
         raise UnsafePickleError(f"a parameter must wrap a tensor, got {type(data).__name__}")
-    return nn.Parameter(data, requires_grad=bool(requires_grad))
+    if not data.is_floating_point():
+        raise UnsafePickleError(f"a parameter must hold floating-point values, got {data.dtype}")
+    return nn.Parameter(data.detach(), requires_grad=bool(requires_grad))
 
 
 def _numpy_dtype(name: Any, align: bool = False, copy: bool = False) -> np.dtype:
-    dtype = np.dtype(name) if isinstance(name, str) else None
+    dtype = np.dtype(name) if isinstance(name, str) and len(name) <= 8 else None
     if dtype is None or dtype.kind not in "biufc":
         raise UnsafePickleError(f"only numeric numpy dtypes are allowed in a network pickle, got {name!r}")
     return np.dtype(name, align=bool(align), copy=True)
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
         raise UnsafePickleError("numpy scalars in a network pickle must be numeric values stored as bytes")
     return np.frombuffer(data, dtype=dtype, count=1)[0].item()
 
@@ -91,6 +174,22 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise UnsafePickleError("_codecs.encode is allowed only to decode latin-1 bytes (pickle protocol 2)")
     return text.encode("latin1")
+
+
+def _check_key(key: Any) -> Any:
+    """Dict keys and set items: atoms whose hashes an attacker cannot make collide (strings are salted)."""
+    if key is None or type(key) in (str, bytes, bool) or (type(key) is int and -_SMALL_INT < key < _SMALL_INT):
+        return key
+    raise UnsafePickleError(f"dict keys and set items in a network pickle must be strings or small ints, got "
+                            f"{type(key).__name__}")
+
+
+def _make_set(items: Any = ()) -> set:
+    return {_check_key(item) for item in items}
+
+
+def _make_frozenset(items: Any = ()) -> frozenset:
+    return frozenset(_make_set(items))
 
 
 # Everything a network pickle may name. set/frozenset (Python 2 spelling too) and _codecs.encode are how
@@ -106,46 +205,276 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): _numpy_dtype,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
+    ("builtins", "set"): _make_set,
+    ("builtins", "frozenset"): _make_frozenset,
+    ("__builtin__", "set"): _make_set,
+    ("__builtin__", "frozenset"): _make_frozenset,
     ("_codecs", "encode"): _latin1_bytes,
 }
+_DICT_CLASSES = (EasyDict, OrderedDict)
+_Op = Callable[[Any], None]
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only ALLOWED_GLOBALS, each to our own safe stand-in."""
+def _counted(op: _Op) -> _Op:
+    def run(self: RestrictedUnpickler) -> None:
+        self.opcodes += 1
+        if self.opcodes > MAX_OPCODES:
+            raise UnsafePickleError(f"the pickle needs more than {MAX_OPCODES} opcodes; no network file is that "
+                                    "complex, so it was not read further")
+        op(self)
+    return run
 
-    def find_class(self, module: str, name: str) -> Any:
-        target = ALLOWED_GLOBALS.get((module, name))
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """A pure-Python unpickler that resolves only an allowed set of globals, each to our own safe stand-in.
+
+    Every opcode that can call, mutate or size something is checked: calls reach only the allowed
+    stand-ins, BUILD applies only to objects this reader created (never to a class or function), dict
+    keys are collision-proof atoms, memo indices are bounded, and the whole file gets MAX_OPCODES.
+    Reads never ask the file for more bytes than it still holds.
+    """
+
+    def __init__(self, file: BinaryIO, globals_: Mapping[tuple[str, str], Any] | None = None,
+                 storage_ids: bool = False):
+        super().__init__(_Bounded(file))
+        self.allowed = ALLOWED_GLOBALS if globals_ is None else globals_
+        self.callables = {id(v): v for v in self.allowed.values() if callable(v)}
+        self.storage_ids = storage_ids
+        self.opcodes = 0
+        self.created: dict[int, Any] = {}
+
+    def find_class(self, module: Any, name: Any) -> Any:
+        target = self.allowed.get((module, name))
         if target is None:
             raise UnsafePickleError(
                 f"refused global {module}.{name}: it is not part of the StyleGAN2-ADA network format, so nothing "
-                f"was loaded or executed. Allowed: {', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))}"
+                f"was loaded or executed. Allowed: {', '.join(sorted(f'{m}.{n}' for m, n in self.allowed))}"
             )
         return target
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"refused persistent id {pid!r}: the network format uses none")
+        if self.storage_ids and isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" \
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and _LOCATION.fullmatch(str(pid[3])) \
+                and type(pid[4]) is int and 0 <= pid[4] < _SMALL_INT:
+            return _StorageRef(pid[1].dtype, pid[2], pid[4])
+        raise UnsafePickleError(f"refused persistent id {str(pid)[:80]}: the network format uses none")
+
+    def _call(self, func: Any, args: Any, kwargs: Any = None) -> Any:
+        if self.callables.get(id(func)) is not func:
+            raise UnsafePickleError(f"refused a call of {type(func).__name__} {str(func)[:60]}: only the "
+                                    "format's allowed globals may be called")
+        if not isinstance(args, tuple) or not isinstance(kwargs or {}, dict):
+            raise UnsafePickleError("call arguments in a pickle must be a tuple (and a dict)")
+        if func in _DICT_CLASSES:
+            if args or kwargs:
+                raise UnsafePickleError(f"{func.__name__} is built empty and filled item by item in this format")
+            value = func()
+        else:
+            value = func(*args, **(kwargs or {}))
+        if isinstance(value, (EasyDict, OrderedDict, np.dtype)):
+            self.created[id(value)] = value
+        return value
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args, kwargs)
+
+    def _instantiate(self, klass: Any, args: list) -> None:
+        self.append(self._call(klass, tuple(args)))
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        target = self.stack[-1]
+        if self.created.get(id(target)) is not target:
+            raise UnsafePickleError(f"refused BUILD on {type(target).__name__}: the pickle may set state only on "
+                                    "objects this reader created")
+        if isinstance(target, np.dtype):
+            if not isinstance(state, tuple) or len(state) > 9:
+                raise UnsafePickleError("a numpy dtype's pickled state must be a short tuple")
+            target.__setstate__(state)
+        elif state not in (None, {}, (None, None), ({}, None), (None, {}), ({}, {})):
+            raise UnsafePickleError(f"refused BUILD with attributes on a {type(target).__name__}")
+
+    def _set_items(self, target: Any, items: list) -> None:
+        if type(target) not in (dict, EasyDict, OrderedDict) or len(items) % 2:
+            raise UnsafePickleError(f"refused setting items on a {type(target).__name__}")
+        for index in range(0, len(items), 2):
+            target[_check_key(items[index])] = items[index + 1]
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._set_items(self.stack[-1], [key, value])
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        self._set_items(self.stack[-1], items)
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        target: dict = {}
+        self._set_items(target, items)
+        self.append(target)
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        if type(self.stack[-1]) is not set:
+            raise UnsafePickleError(f"refused adding items to a {type(self.stack[-1]).__name__}")
+        self.stack[-1].update(_make_set(items))
+
+    def load_frozenset(self) -> None:
+        self.append(_make_frozenset(self.pop_mark()))
+
+    def _extend(self, items: list) -> None:
+        if type(self.stack[-1]) is not list:
+            raise UnsafePickleError(f"refused appending to a {type(self.stack[-1]).__name__}")
+        self.stack[-1].extend(items)
+
+    def load_append(self) -> None:
+        self._extend([self.stack.pop()])
+
+    def load_appends(self) -> None:
+        self._extend(self.pop_mark())
+
+    def _memo_index(self, index: int) -> int:
+        if not 0 <= index < _MAX_MEMO_INDEX:
+            raise UnsafePickleError(f"memo index {index} out of range")
+        return index
+
+    def load_put(self) -> None:
+        line = self.readline()[:-1]
+        if not line.isdigit() or len(line) > 10:
+            raise UnsafePickleError("a PUT memo index must be a short non-negative number")
+        self.memo[self._memo_index(int(line))] = self.stack[-1]
+
+    def load_get(self) -> None:
+        line = self.readline()[:-1]
+        if not line.isdigit() or len(line) > 10:
+            raise UnsafePickleError("a GET memo index must be a short non-negative number")
+        self.append(self.memo[int(line)])
+
+    def load_long(self) -> None:
+        line = self.readline()[:-1]
+        if len(line) > 400:
+            raise UnsafePickleError("a text-encoded integer in the pickle is implausibly long")
+        self.append(int(line[:-1] if line.endswith(b"L") else line))
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    for _code, _name in ((pickle.REDUCE, "load_reduce"), (pickle.NEWOBJ, "load_newobj"),
+                         (pickle.NEWOBJ_EX, "load_newobj_ex"), (pickle.BUILD, "load_build"),
+                         (pickle.SETITEM, "load_setitem"), (pickle.SETITEMS, "load_setitems"),
+                         (pickle.DICT, "load_dict"), (pickle.ADDITEMS, "load_additems"),
+                         (pickle.FROZENSET, "load_frozenset"), (pickle.APPEND, "load_append"),
+                         (pickle.APPENDS, "load_appends"), (pickle.PUT, "load_put"), (pickle.GET, "load_get"),
+                         (pickle.LONG, "load_long")):
+        dispatch[_code[0]] = locals()[_name]
+    dispatch = {code: _counted(op) for code, op in dispatch.items()}
+    del _code, _name
+
+
+class _Bounded:
+    """File reads clamped to the bytes the file still holds, so a claimed length cannot allocate more."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        position = file.tell()
+        self.remaining = file.seek(0, os.SEEK_END) - position
+        file.seek(position)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.remaining if n is None or n < 0 else min(n, self.remaining)
+        data = self.file.read(n)
+        self.remaining -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        line = self.file.readline(min(self.remaining, 1 << 16))
+        self.remaining -= len(line)
+        return line
+
+
+def _children(value: Any) -> list | None:
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, PersistentRecord):
+        return [value.state]
+    return None
+
+
+def check_graph(root: Any) -> None:
+    """Refuse reference cycles and nesting deeper than MAX_DEPTH; each shared object is visited once."""
+    depth: dict[int, int] = {}
+    open_: set[int] = set()
+    todo: list[tuple[Any, bool]] = [(root, False)]
+    while todo:
+        node, finished = todo.pop()
+        kids = _children(node)
+        if kids is None:
+            continue
+        key = id(node)
+        if finished:
+            open_.discard(key)
+            level = 1 + max((depth.get(id(kid), 0) for kid in kids), default=0)
+            if level > MAX_DEPTH:
+                raise UnsafePickleError(f"the pickle nests containers more than {MAX_DEPTH} deep")
+            depth[key] = level
+            continue
+        if key in depth:
+            continue
+        if key in open_:
+            raise UnsafePickleError("the pickle holds a reference cycle, which no network file has")
+        open_.add(key)
+        todo.append((node, True))
+        todo.extend((kid, False) for kid in kids if id(kid) not in depth)
 
 
 def read_records(stream: BinaryIO) -> Any:
     """Unpickle a network file into plain containers, tensors and PersistentRecord objects."""
-    return plain(RestrictedUnpickler(stream).load())
+    data = RestrictedUnpickler(stream).load()
+    check_graph(data)
+    return plain(data)
 
 
-def plain(value: Any) -> Any:
-    """EasyDict stand-ins become dicts, recursively (records keep their own state untouched)."""
-    if isinstance(value, EasyDict):
-        return {k: plain(v) for k, v in value.items()}
+def plain(value: Any, _memo: dict[int, Any] | None = None) -> Any:
+    """EasyDict stand-ins become dicts, recursively; an object shared in the input stays shared in the output
+    (records keep their own state untouched)."""
+    memo = {} if _memo is None else _memo
+    key = id(value)
+    if key in memo:
+        return memo[key]
     if isinstance(value, OrderedDict):
-        return OrderedDict((k, plain(v)) for k, v in value.items())
-    if type(value) is dict:
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    return value
+        out: Any = OrderedDict()
+    elif isinstance(value, dict):
+        out = {}
+    elif isinstance(value, list):
+        out = []
+    elif isinstance(value, tuple):
+        memo[key] = out = tuple(plain(v, memo) for v in value)
+        return out
+    else:
+        return value
+    memo[key] = out
+    if isinstance(out, list):
+        out.extend(plain(v, memo) for v in value)
+    else:
+        out.update((k, plain(v, memo)) for k, v in value.items())
+    return out
 
 
 class _ForeignGlobal:

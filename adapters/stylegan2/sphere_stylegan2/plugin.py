@@ -97,16 +97,18 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
         return tiny_generator(**options).eval()
     options = dict(options)
     role = options.pop("network", "G_ema")
+    allow_nonfinite = options.pop("allow_nonfinite", False)
     if options:
         raise ValueError(f"unknown options {sorted(options)} for {spec!r}; expected only 'network' "
-                         "(which network of the file: 'G_ema' by default, 'G' or 'D')")
+                         "(which network of the file: 'G_ema' by default, 'G' or 'D') and 'allow_nonfinite' "
+                         "(load a saved folder's NaN/Inf weights)")
     if not rest:
         raise ValueError(f"spec {spec!r} names no model; expected 'stylegan2:tiny', 'stylegan2:PATH.pkl' "
                          "or 'stylegan2:FOLDER' (written by save_network)")
-    networks = load_network(Path(rest).expanduser())
-    if networks.get(role) is None:
+    networks = load_network(Path(rest).expanduser(), allow_nonfinite=allow_nonfinite)
+    if not isinstance(networks.get(role), nn.Module):
         held = sorted(k for k, v in networks.items() if isinstance(v, nn.Module))
-        raise NetworkFormatError(f"{rest} holds no network {role!r}; it holds {held}")
+        raise NetworkFormatError(f"{rest} holds no network {str(role)[:40]!r}; it holds {held}")
     return networks[role]
 
 

@@ -79,7 +79,32 @@ def test_hub_id_without_network_says_to_pass_a_local_folder(tmp_path, monkeypatc
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no network.*local folder"):
-        load_model("diffusers:someone/unreachable-model")
+        load_model("diffusers:someone/unreachable-model", local_files_only=False)
+
+
+def test_a_missing_relative_folder_never_becomes_a_hub_request(tmp_path, monkeypatch):
+    import socket
+
+    calls = []
+
+    def connect(sock, address):
+        calls.append(address)
+        raise OSError("the test forbids network connections")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="models/vae.*not in the local Hugging Face cache.*"
+                                               "local_files_only=False"):
+        load_model("diffusers:models/vae")
+    assert calls == []
+
+
+def test_local_files_only_must_be_a_bool():
+    with pytest.raises(ValueError, match="local_files_only must be True or False"):
+        load_model("diffusers:someone/model", local_files_only="no")
 
 
 def test_spec_without_a_name_is_rejected():
