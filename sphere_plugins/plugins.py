@@ -148,12 +148,11 @@ def example_models() -> list[str]:
 
 def model_schemes() -> dict[str, ModelScheme]:
     """Every spec scheme the loaded plugins declare, by name (the first plugin to declare a name wins)."""
+    from sphere_plugins.schemes import list_models  # it reads this module's plugin manager
+
     schemes: dict[str, ModelScheme] = {}
-    for declared in get_plugin_manager().hook.sphere_model_schemes():
-        for scheme in declared:
-            if not isinstance(scheme, ModelScheme):
-                raise TypeError(f"sphere_model_schemes must return ModelScheme objects, got {scheme!r}")
-            schemes.setdefault(scheme.name, scheme)
+    for scheme in list_models():
+        schemes.setdefault(scheme.name, scheme)
     return schemes
 
 

@@ -69,12 +69,26 @@ def test_extra_wrapper_submodules_and_their_buffers_are_saved(tmp_path, monkeypa
 
     monkeypatch.setattr(saving, "_extra_class", lambda name, entry: Scale)
     sae = _tiny_sae()
-    sae.fitted_prior = Scale(6)
-    sae.fitted_prior.mean += torch.arange(6.0)
+    sae.extra_scale = Scale(6)
+    sae.extra_scale.mean += torch.arange(6.0)
     sae.save_pretrained(tmp_path)
     assert (tmp_path / "wrapper_state.safetensors").is_file()
     loaded = load_model(tmp_path)
-    assert torch.equal(loaded.fitted_prior.mean, torch.arange(6.0))
+    assert torch.equal(loaded.extra_scale.mean, torch.arange(6.0))
+
+
+@pytest.mark.parametrize("kind", ["vmf", "gmm"])
+def test_a_fitted_prior_and_latent_noise_survive_save_and_load(tmp_path, kind):
+    sae = wrap_autoencoder(load_model("builtin:tiny-ae"), latent_noise=0.1)
+    codes = torch.randn(64, 10)
+    sae.fit_prior(codes, kind=kind, components=2, seed=0)
+    sae.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.latent_noise == 0.1
+    assert loaded.fitted_prior.config() == sae.fitted_prior.config()
+    expected = sae.sample(5, prior="fitted", generator=torch.Generator().manual_seed(1))
+    got = loaded.sample(5, prior="fitted", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(got, expected)
 
 
 def test_extra_module_classes_outside_the_loaded_plugins_are_refused(tmp_path):
