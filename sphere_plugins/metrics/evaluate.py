@@ -31,7 +31,28 @@ def _kd(f_real: np.ndarray, f_fake: np.ndarray, extractor: FeatureExtractor) -> 
     return kd_label(extractor), kernel_distance(f_real, f_fake, 100, subset, 0), extra
 
 
-_metrics: dict[str, Metric] = {"fd": _fd, "kd": _kd}
+_manifold_cache: dict[tuple[int, int, str], tuple[float, float]] = {}
+
+
+def _manifold(which: str, index: int, k: int) -> Metric:
+    """Precision/recall (k=3) or density/coverage (k=5) on the same features; each pair is computed once."""
+    from sphere_plugins.metrics.manifold import density_coverage, precision_recall
+
+    pair = precision_recall if which == "pr" else density_coverage
+    names = ("precision", "recall") if which == "pr" else ("density", "coverage")
+
+    def metric(f_real: np.ndarray, f_fake: np.ndarray, extractor: FeatureExtractor) -> tuple[str, float, dict[str, Any]]:
+        key = (id(f_real), id(f_fake), which)
+        if key not in _manifold_cache:
+            _manifold_cache.clear()  # one pair of feature sets at a time
+            _manifold_cache[key] = pair(f_real, f_fake, k=k)
+        return f"{names[index]}-{extractor.name}", float(_manifold_cache[key][index]), {"k": k}
+
+    return metric
+
+
+_metrics: dict[str, Metric] = {"fd": _fd, "kd": _kd, "precision": _manifold("pr", 0, 3), "recall": _manifold("pr", 1, 3),
+                               "density": _manifold("dc", 0, 5), "coverage": _manifold("dc", 1, 5)}
 
 
 def register_metric(name: str, metric: Metric, replace: bool = False) -> None:

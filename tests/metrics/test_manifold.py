@@ -6,6 +6,7 @@ import contextlib
 import io
 
 import numpy as np
+import torch
 import pytest
 
 from sphere_plugins.metrics import density_coverage, precision_recall
@@ -80,3 +81,28 @@ def test_identical_sets_are_fully_precise_and_covered():
 def test_bad_input_is_named(real, fake, k, match):
     with pytest.raises(ValueError, match=match):
         precision_recall(real, fake, k=k)
+
+
+class _Flatten:
+    """A feature 'network' that returns the pixels: distances can then be reasoned about by hand."""
+
+    name = "pixels"
+    description = "the flattened pixels"
+
+    def __call__(self, images):
+        return images.flatten(1).double().numpy()
+
+
+def test_evaluate_offers_precision_recall_density_coverage_on_one_feature_pass():
+    from sphere_plugins.data import ImageSet
+    from sphere_plugins.metrics.evaluate import evaluate
+
+    images = torch.linspace(-1, -0.9, 40 * 4).view(40, 1, 2, 2)
+    real = ImageSet(images, None, "grid", "40 images")
+    same = evaluate(real, ImageSet(images.clone(), None, "grid", "copy"),
+                    ["precision", "recall", "coverage"], features=_Flatten())
+    assert [r.metric for r in same] == ["precision-pixels", "recall-pixels", "coverage-pixels"]
+    assert [r.value for r in same] == [1.0, 1.0, 1.0]  # every point lies on a point of the other set
+    far = evaluate(real, ImageSet(-images, None, "far", "mirrored"), ["precision", "recall", "density"],
+                   features=_Flatten())
+    assert [r.value for r in far] == [0.0, 0.0, 0.0]  # no point lies inside any ball of the other set
