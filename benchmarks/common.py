@@ -15,7 +15,7 @@ from sphere_plugins.plugins import get_plugin_manager
 
 SCALES = ("quick", "paper")
 # Far above the paper scale (32x32 images, 20000 steps, 10000 samples), far below what exhausts a machine.
-UPPER_BOUNDS = {"steps": 10_000_000, "n_samples": 1_000_000, "resolution": 1024}
+UPPER_BOUNDS = {"steps": 10_000_000, "rounds": 100_000, "n_samples": 1_000_000, "resolution": 1024}
 
 
 class BenchmarkError(Exception):

@@ -54,6 +54,7 @@ def test_bad_option_values_exit_2_with_one_line(run_cli, capsys, tmp_path, argv,
 @pytest.mark.parametrize("argv, words", [
     (["--resolution", "65536"], ["--resolution", "1024"]),
     (["--n-samples", str(10**12)], ["--n-samples", "1000000"]),
+    (["--rounds", str(10**9)], ["--rounds", "100000"]),
     (["--steps", str(10**15)], ["--steps", "10000000"]),
 ])
 def test_huge_sizes_exit_2_before_any_work(run_cli, capsys, tmp_path, argv, words):
