@@ -13,7 +13,10 @@ from typing import Any
 
 from sphere_plugins.plugins import get_plugin_manager
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "standard", "paper")
+# The data of the default run, and the built-in set of the one-minute smoke run.
+DEFAULT_DATA = "fashion-mnist"
+SMOKE_DATA = "digits"
 # Far above the paper scale (32x32 images, 20000 steps, 10000 samples), far below what exhausts a machine.
 UPPER_BOUNDS = {"steps": 10_000_000, "rounds": 100_000, "n_samples": 1_000_000, "resolution": 1024}
 
@@ -28,7 +31,7 @@ class Options:
 
     suites: list[str] = field(default_factory=list)
     device: str = "cpu"
-    data: str = "digits"
+    data: str = DEFAULT_DATA
     model: str | None = None
     steps: int | None = None
     rounds: int | None = None
@@ -61,10 +64,12 @@ class Options:
         return values
 
 
-def pick(options: Options, presets: dict[str, Any], **overrides: Any) -> Any:
-    """The preset of the run's scale (a dataclass or a dict), with the command-line values that were given
-    (not None) on top."""
+def pick(options: Options, presets: dict[str, Any], smoke: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """The preset of the run's scale (a dataclass or a dict), with `smoke` on top for a quick run on the
+    digits (the one-minute smoke run), then the command-line values that were given (not None)."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    if smoke and options.scale == "quick" and options.data == SMOKE_DATA:
+        given = {**smoke, **given}
     preset = presets[options.scale]
     if is_dataclass(preset):
         return replace(preset, **given)

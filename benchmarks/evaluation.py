@@ -74,6 +74,50 @@ def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields
     return record
 
 
+PR_K = 3  # precision/recall's neighbourhood size (Kynkaanniemi et al. 2019)
+DC_K = 5  # density/coverage's (Naeem et al. 2020)
+QUALITY_METRICS = ("precision", "recall", "density", "coverage")
+
+
+def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields: Any) -> list[dict]:
+    """FD, precision and recall (k = 3), density and coverage (k = 5) of n fake images against every real image,
+    all from one computation of the features of each set; records (not yet added) in that order, each with
+    `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
+    from sphere_plugins.metrics import density_coverage, precision_recall
+    from sphere_plugins.metrics.fid import _record, extract_features, frechet_distance_from_features
+
+    f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
+    f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
+    fd = _record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real, f_fake,
+                 real, ctx.options.seed)
+    precision, recall = precision_recall(f_real, f_fake, k=PR_K)
+    density, coverage = density_coverage(f_real, f_fake, k=DC_K)
+    records = [fd.to_dict()]
+    for metric, value, k in (("precision", precision, PR_K), ("recall", recall, PR_K), ("density", density, DC_K),
+                             ("coverage", coverage, DC_K)):
+        record = fd.to_dict()
+        record.update(metric=metric, value=float(value))
+        record["extra"]["k"] = k
+        records.append(record)
+    extra = fields.pop("extra", {})
+    for record in records:
+        record["extra"].update(extra)
+        record.update(fields)
+    return records
+
+
+def fd_label_of(extractor: Any) -> str:
+    """FID for Inception features, FD-<name> otherwise."""
+    from sphere_plugins.metrics import fd_label
+
+    return fd_label(extractor)
+
+
+def by_metric(records: list[dict]) -> dict[str, dict]:
+    """sample_quality's records keyed "FD" (whatever its label) and by the other metrics' names."""
+    return {("FD" if i == 0 else record["metric"]): record for i, record in enumerate(records)}
+
+
 def generator_seed(ctx: Context, *labels: Any) -> torch.Generator:
     """A torch generator on the run's device, seeded from the run's seed and the labels of what it draws."""
     import hashlib

@@ -202,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda", "tests"],
             out / "cuda_tests.log", 120)))
         parts.append(("overhead suite", lambda: run_cli(
-            [python, "benchmarks/run.py", "overhead", "--device", args.device, "--out", str(out / "suites")],
+            [python, "benchmarks/run.py", "overhead", "--device", args.device, "--data", "digits", "--out", str(out / "suites")],
             out / "overhead.log", 150)))
     parts.append(("autocast", lambda: autocast_rows(size, device)))
     parts.append(("stylegan2", lambda: stylegan2_rows(size, device, not args.no_compile)))
     if size["suites"]:
         parts.append(("finetune suite", lambda: run_cli(
-            [python, "benchmarks/run.py", "finetune", "--device", args.device, "--scale", "quick",
+            [python, "benchmarks/run.py", "finetune", "--device", args.device, "--scale", "quick", "--data", "digits",
              "--out", str(out / "suites")], out / "finetune.log", 150)))
     for name, part in parts:
         begun = time.perf_counter()

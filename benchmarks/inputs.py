@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import BenchmarkError, Options
 from sphere_plugins.plugins import example_models, model_schemes
@@ -54,12 +57,28 @@ def check_device(device: str) -> None:
         raise BenchmarkError(f"--device {device!r} is not supported; expected cpu or cuda[:N]")
 
 
+DATA_SPECS = "'fashion-mnist', 'fashion-mnist:PATH', 'mnist:PATH', 'digits' or 'folder:PATH'"
+
+
+def idx_dataset(spec: str) -> str | None:
+    """'fashion-mnist' or 'mnist' when the data spec names one of those idx data sets, else None."""
+    from sphere_plugins.data import IDX_DATASETS
+
+    name = spec.partition(":")[0]
+    return name if name in IDX_DATASETS else None
+
+
 def check_data_spec(spec: str, resolution: int | None) -> None:
-    """'digits', or 'folder:PATH' naming a readable folder of images of one size (or --resolution)."""
+    """A data spec whose files are all there and sound: an idx data set (both splits read and checked, so a
+    missing or truncated file stops the run before any training), 'digits', or 'folder:PATH' naming a readable
+    folder of images of one size (or --resolution)."""
     if spec == "digits":
         return
+    if idx_dataset(spec):
+        check_idx_spec(spec)
+        return
     if not spec.startswith("folder:"):
-        raise BenchmarkError(f"--data {spec!r} is not a data spec; expected 'digits' or 'folder:PATH'")
+        raise BenchmarkError(f"--data {spec!r} is not a data spec; expected {DATA_SPECS}")
     from PIL import Image
 
     from sphere_plugins.data import list_image_files
@@ -79,6 +98,23 @@ def check_data_spec(spec: str, resolution: int | None) -> None:
         (a, pa), (b, pb) = list(sizes.items())[:2]
         raise BenchmarkError(f"--data {spec!r} holds images of different sizes ({pa.name} is {a[0]}x{a[1]}, "
                              f"{pb.name} is {b[0]}x{b[1]}); pass --resolution N to resize them all to NxN")
+
+
+def check_idx_spec(spec: str) -> None:
+    """Both splits of an idx data set spec ('fashion-mnist[:PATH][:train|:test]') read and checked; the split
+    named in the spec is ignored, since the benchmarks train on the train split and measure on the test split."""
+    from sphere_plugins.data import parse_idx_spec
+    from sphere_plugins.idx import SPLITS, read_split
+
+    dataset, folder, _ = parse_idx_spec(spec)
+    if spec.partition(":")[2] and not folder.is_dir():
+        raise BenchmarkError(f"--data {spec!r}: the folder {str(folder)!r} does not exist; expected a folder "
+                             f"holding {dataset}'s four idx files (train-images-idx3-ubyte[.gz], ...)")
+    for split in SPLITS:
+        try:
+            read_split(folder, split, dataset)
+        except (OSError, ValueError) as error:
+            raise BenchmarkError(f"--data {spec!r}: {error}") from None
 
 
 def check_model_spec(spec: str, suites: list[str]) -> None:
@@ -105,14 +141,72 @@ def check_model_spec(spec: str, suites: list[str]) -> None:
                              f"model there or pass another path")
 
 
-def load_data(options: Options, resolution: int | None, channels: int | None = None, limit: int | None = None):
-    """The run's ImageSet at `resolution` (--resolution wins), with errors as BenchmarkError."""
+def load_data(options: Options, resolution: int | None, channels: int | None = None, limit: int | None = None,
+              split: str | None = None):
+    """The run's ImageSet at `resolution` (--resolution wins), with errors as BenchmarkError. An idx data set
+    (28x28) is padded with background to 32x32 when 32 is asked for, as the paper does, and resized otherwise;
+    `split` picks its train or test split."""
     from sphere_plugins.data import load_images
 
+    spec, pad, resolution = options.data, 0, options.resolution or resolution
+    if idx_dataset(spec):
+        spec = idx_split_spec(spec, split or "train")
+        if resolution == 32:
+            pad, resolution = 2, None
+        elif resolution == 28:
+            resolution = None
     try:
-        return load_images(options.data, resolution=options.resolution or resolution, channels=channels, limit=limit)
+        return load_images(spec, resolution=resolution, channels=channels, limit=limit, pad=pad)
     except (OSError, ValueError) as error:
         raise BenchmarkError(f"--data {options.data!r}: {error}") from None
+
+
+def idx_split_spec(spec: str, split: str) -> str:
+    """The spec of one split of an idx data set spec: 'fashion-mnist:PATH' -> 'fashion-mnist:PATH:test'."""
+    from sphere_plugins.data import parse_idx_spec
+
+    dataset, folder, _ = parse_idx_spec(spec)
+    return f"{dataset}:{folder}:{split}"
+
+
+@dataclass
+class Splits:
+    """The images a suite trains on, the held-out images it reconstructs, and the real set its samples are
+    measured against (the feature network is chosen from `real`)."""
+
+    train: Any
+    test: Any
+    real: Any
+
+
+def load_splits(options: Options, resolution: int | None, channels: int | None = None, limit: int | None = None,
+                held_out: float | Callable[[int], float] = 0.2, n_test: int | None = None) -> Splits:
+    """Training, held-out and reference images of the run's data.
+
+    Fashion-MNIST and MNIST come with a fixed test split: models train on the train split (`limit` images at
+    most), reconstructions are of the test split's first `n_test` images, and samples are measured against the
+    whole test split (10,000 images the models never saw, the split the feature network is tested on). Other
+    data is split at random (a `held_out` share, or held_out(number of images) when it is a function), and
+    samples are measured against all of it, as before.
+    """
+    from sphere_plugins.data import ImageSet
+
+    if idx_dataset(options.data):
+        train = load_data(options, resolution, channels, limit, split="train")
+        real = load_data(options, resolution, channels, None, split="test")
+        count = len(real) if n_test is None else min(n_test, len(real))
+        test = ImageSet(real.images[:count], real.labels[:count], real.name,
+                        f"the first {count} images of the {real.description}", real.class_names, real.origin)
+        return Splits(train, test, real)
+    data = load_data(options, resolution, channels, limit)
+    share = held_out(len(data)) if callable(held_out) else held_out
+    train_idx, test_idx = train_test_split(len(data), share, options.seed)
+    labels = data.labels
+    train = ImageSet(data.images[train_idx], None if labels is None else labels[train_idx], data.name,
+                     f"{len(train_idx)} training images of {data.description}")
+    test = ImageSet(data.images[test_idx], None if labels is None else labels[test_idx], data.name,
+                    f"{len(test_idx)} held-out images of {data.description}")
+    return Splits(train, test, data)
 
 
 def train_test_split(n: int, held_out: float, seed: int):

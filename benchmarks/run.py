@@ -1,4 +1,4 @@
-"""The benchmark CLI: `python benchmarks/run.py [SUITE ...] [options]` (no suite: all, quick scale, digits, CPU).
+"""The benchmark CLI: `python benchmarks/run.py [SUITE ...] [options]` (no suite: all, quick scale, Fashion-MNIST, CPU).
 
 Writes results/<suite>/{results.json, table.md, *.png} and results/report.md. Finished parts are cached
 under results/cache, so a re-run resumes. Bad input prints one line and exits with status 2; a suite that
@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import SCALES, BenchmarkError, Options  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, SCALES, BenchmarkError, Options  # noqa: E402
 from benchmarks.inputs import check_inputs  # noqa: E402
 from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
 
@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="benchmarks/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITE_NAMES)} (default: all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--data", default="digits", help="'digits' (built in) or 'folder:PATH' (default: digits)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="'fashion-mnist' (its idx files in the default data "
+                        "folder), 'fashion-mnist:PATH' or 'mnist:PATH' (a folder with the four idx files), 'digits' "
+                        "(scikit-learn's, a one-minute smoke run) or 'folder:PATH' (default: fashion-mnist: models "
+                        "train on the train split, samples are measured against the test split)")
     parser.add_argument("--model", default=None, help="model spec, e.g. stylegan2:PATH.pkl or diffusers:PATH "
                         "(default: each suite's own small model, trained and cached)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the scale's)")
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the scale's)")
     parser.add_argument("--n-samples", type=int, default=None, help="samples per metric (default: the scale's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--scale", default="quick", choices=SCALES, help="quick (CPU minutes) or paper")
+    parser.add_argument("--scale", default="quick", choices=SCALES, help="quick (CPU minutes), standard (the "
+                        "paper's latent sizes, within an hour on 2 CPU cores) or paper (a GPU)")
     parser.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: the scale's)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     return parser

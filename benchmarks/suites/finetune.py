@@ -1,5 +1,5 @@
 """A diffusers AutoencoderKL fine-tuned into a spherical autoencoder: reconstruction and sampling metrics
-before and after. Quick scale pre-trains a tiny AutoencoderKL briefly as a VAE on the digits (cached);
+before and after. Quick scale pre-trains a tiny AutoencoderKL briefly as a VAE on the data's train split (cached);
 `--model diffusers:PATH` fine-tunes a given one."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from torch import Tensor, nn
 
 from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (check_sample_count, clamped, feature_network, frechet, generator_seed, in_batches,
-                                   lpips_metric, reconstruction_records)
-from benchmarks.inputs import file_stamp, load_data, train_test_split
+from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+                                   feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
+                                   sample_quality)
+from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 
 NAME = "finetune"
@@ -26,18 +27,23 @@ PRIORS = ("normal", "uniform", "poisson", "chi2")
 VARIANTS = (("VAE (before)", "before", False), ("VAE, latents on the sphere (no fine-tuning)", "before", True),
             ("fine-tuned spherical autoencoder (after)", "after", True))
 
+# Fashion-MNIST (28x28) is padded to 32x32; the digits smoke run stays at 16x16.
 PRESETS = {
-    "quick": {"resolution": 16, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
-              "pretrain_steps": 800, "steps": 400, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 2000,
-              "held_out": 0.2, "limit": None},
+    "quick": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
+              "pretrain_steps": 400, "steps": 200, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 2000,
+              "held_out": 0.2, "n_test": 2000, "limit": None},
+    "standard": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
+                 "pretrain_steps": 1500, "steps": 750, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 5000,
+                 "held_out": 0.2, "n_test": 5000, "limit": None},
     "paper": {"resolution": 32, "blocks": [64, 128, 128], "latent_channels": 4, "norm_groups": 32,
               "pretrain_steps": 20000, "steps": 5000, "batch": 128, "lr": 1e-4, "beta": 1.0, "n_samples": 10000,
-              "held_out": 0.2, "limit": None},
+              "held_out": 0.2, "n_test": 10000, "limit": None},
 }
+SMOKE = {"resolution": 16, "pretrain_steps": 200, "steps": 100, "n_samples": 500}
 
 
 def settings(ctx: Context) -> dict:
-    return pick(ctx.options, PRESETS, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+    return pick(ctx.options, PRESETS, SMOKE, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
 
 
 class KLAutoencoderObjective(nn.Module):
@@ -141,30 +147,28 @@ def held_out_share(n_images: int, held_out: float) -> float:
 
 
 def run(ctx: Context) -> None:
-    from sphere_plugins.data import ImageSet
     from sphere_plugins.training import finetune_autoencoder_to_sae
 
     s = settings(ctx)
     spec = ctx.model_spec(MODEL_SCHEMES)
     given = given_vae(spec) if spec else None
     if given is not None:
-        data = load_data(ctx.options, resolution=given.config.get("sample_size") or s["resolution"],
-                         channels=int(given.config.in_channels), limit=s["limit"])
+        resolution, channels = given.config.get("sample_size") or s["resolution"], int(given.config.in_channels)
     else:
-        data = load_data(ctx.options, resolution=s["resolution"],
-                         channels=1 if ctx.options.data == "digits" else None, limit=s["limit"])
-    train_idx, test_idx = train_test_split(len(data), held_out_share(len(data), s["held_out"]), ctx.options.seed)
-    test = ImageSet(data.images[test_idx], None, data.name, f"{len(test_idx)} held-out images of {data.description}")
+        resolution, channels = s["resolution"], 1 if ctx.options.data == "digits" else None
+    splits = load_splits(ctx.options, resolution=resolution, channels=channels, limit=s["limit"],
+                         held_out=lambda n: held_out_share(n, s["held_out"]), n_test=s["n_test"])
+    data, test, train_images = splits.real, splits.test, splits.train.images
     extractor = feature_network(ctx, data)
     check_sample_count(s["n_samples"], extractor, data, "the fine-tuned decoders' samples")
     check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
-    vae, label, key = base_vae(ctx, s, data.images[train_idx], given)
+    vae, label, key = base_vae(ctx, s, train_images, given)
     options = latent_options(vae, int(data.images.shape[-1]))
     before = copy.deepcopy(vae).eval()
     folder = ctx.cache_path("finetune-sae", {**key, "finetune_steps": s["steps"], "batch": s["batch"], "lr": s["lr"]},
                             suffix="")
     result = run_training(ctx, "finetune_sae", folder, s["steps"], lambda: finetune_autoencoder_to_sae(
-        vae, data.images[train_idx], train_config(ctx, s["steps"], s, folder), options=options))
+        vae, train_images, train_config(ctx, s["steps"], s, folder), options=options))
     if not ctx.is_main:
         return
     after = result.objective.wrapper.to(ctx.device).eval()
@@ -174,11 +178,13 @@ def run(ctx: Context) -> None:
     for variant, weights, sphere in progress(VARIANTS, "finetune: metrics"):
         part_key = {**key, "variant": variant, "finetune_steps": s["steps"] if weights == "after" else 0,
                     "n": s["n_samples"], "n_test": len(test), "lpips": lpips is not None,
+                    "real": data.description, "metrics": QUALITY_METRICS,
                     "features": getattr(extractor, "fingerprint", extractor.name)}
         results[variant] = ctx.cached(f"metrics-{weights}-{'sphere' if sphere else 'raw'}", part_key,
                                       lambda: evaluate(ctx, s, models[weights], sphere, options, data, test, extractor,
                                                        lpips, f"{variant}: {label}"))
     report(ctx, s, results, label)
+    quality_figure(ctx, results)
     figures(ctx, models, options, test)
 
 
@@ -199,7 +205,7 @@ def evaluate(ctx: Context, s: dict, vae: nn.Module, sphere: bool, options: dict,
     for prior in PRIORS:
         draws = generator_seed(ctx, "finetune-samples", sphere, prior)
         fake = clamped(lambda b: generator.sample(b, prior=prior, generator=draws), ctx.device)
-        samples[prior] = frechet(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=model,
+        samples[prior] = sample_quality(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=model,
                                  data=data.description, extra={"measured_on": "decoder samples from the prior",
                                                                "latents_on_sphere": sphere})
     return {"reconstruction": records, "samples": samples}
@@ -212,23 +218,48 @@ def report(ctx: Context, s: dict, results: dict, label: str) -> None:
     rows = []
     for variant, result in results.items():
         rec, smp = result["reconstruction"], result["samples"]
-        for record in [*rec.values(), *smp.values()]:
+        for record in [*rec.values(), *[r for records in smp.values() for r in records]]:
             ctx.add_record(record)
-        values = [smp[p]["value"] for p in PRIORS]
+        cells = {p: by_metric(smp[p]) for p in PRIORS}
+        values = [cells[p]["FD"]["value"] for p in PRIORS]
         rows.append([variant, rec["FD"]["value"], rec["SWD"]["value"], rec["MSE"]["value"],
-                     *([rec["LPIPS"]["value"]] if has_lpips else []), *values, max(values) / min(values)])
+                     *([rec["LPIPS"]["value"]] if has_lpips else []),
+                     *[f"{cells[p]['FD']['value']:.4g} ({cells[p]['precision']['value']:.3f} / "
+                       f"{cells[p]['recall']['value']:.3f})" for p in PRIORS], max(values) / min(values)])
     header = ["model", f"reconstruction {fd_name}", "SWD x1e3", "MSE", *(["LPIPS"] if has_lpips else []),
-              *[f"{fd_name} {p}" for p in PRIORS], "max/min"]
+              *[f"{fd_name} {p} (P / R)" for p in PRIORS], "FD max/min"]
     ctx.table("Fine-tuning an AutoencoderKL into a spherical autoencoder (lower is better)",
               markdown_table(header, rows),
               f"Base model: {label}; fine-tuned {s['steps']} steps on reconstruction alone. Reconstructions of "
               f"{first['reconstruction']['MSE']['n_samples']} held-out images; {s['n_samples']} decoder samples "
-              "per prior against all real images. 'VAE (before)' decodes prior draws as drawn; the other rows "
+              f"per prior against the real set ({by_metric(first['samples']['normal'])['FD']['data']}); precision / "
+              f"recall with k = {PR_K}, density and coverage (k = {DC_K}) in results.json and "
+              "density_coverage.png. 'VAE (before)' decodes prior draws as drawn; the other rows "
               "centerize and spherize them (radius sqrt(d)).")
     before, after = results[VARIANTS[0][0]], results[VARIANTS[2][0]]
     ctx.note(f"Reconstruction MSE {before['reconstruction']['MSE']['value']:.4g} before, "
              f"{after['reconstruction']['MSE']['value']:.4g} after fine-tuning; sampling spread across priors "
              f"(max/min {fd_name}) {rows[0][-1]:.3f} before, {rows[2][-1]:.3f} after.")
+
+
+def quality_figure(ctx: Context, results: dict) -> None:
+    """Precision vs recall and density vs coverage of each row's decoder samples from each prior."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    markers = dict(zip(PRIORS, "osD^"))
+    for i, result in enumerate(results.values()):
+        for prior in PRIORS:
+            m = by_metric(result["samples"][prior])
+            for ax, (x, y) in zip(axes, (("recall", "precision"), ("coverage", "density"))):
+                ax.scatter(m[x]["value"], m[y]["value"], marker=markers[prior], color=f"C{i}", s=36)
+    for ax, (x, y, k) in zip(axes, (("recall", "precision", PR_K), ("coverage", "density", DC_K))):
+        ax.set_xlabel(f"{x} (k = {k})")
+        ax.set_ylabel(f"{y} (k = {k})")
+    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=v) for i, v in enumerate(results)]
+    handles += [plt.Line2D([], [], color="grey", marker=markers[p], linestyle="", label=p) for p in PRIORS]
+    axes[1].legend(handles=handles, fontsize=7, loc="best")
+    ctx.figure(fig, "density_coverage.png", "Decoder samples before and after fine-tuning: precision vs recall "
+               "(k = 3) and density vs coverage (k = 5); colour = row, marker = prior.")
 
 
 def figures(ctx: Context, models: dict, options: dict, test: Any) -> None:

@@ -23,6 +23,8 @@ WRAPPER_TARGET, COPY_TARGET = 1.02, 3.0
 PRESETS = {
     "quick": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": False,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
+    "standard": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": True,
+                 "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
     "paper": {"repeats": 200, "batch": 256, "step_repeats": 100, "compile": True,
               "copy_shapes": [[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]},
 }

@@ -19,6 +19,8 @@ PRIORS = ("normal", "uniform", "poisson", "chi2")
 PRESETS = {
     "quick": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024], "pairs": 20000, "w2_points": 128,
               "w2_repeats": 3, "pdf_dims": [3, 16, 512]},
+    "standard": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048], "pairs": 100000, "w2_points": 500,
+                 "w2_repeats": 3, "pdf_dims": [3, 16, 512]},
     "paper": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], "pairs": 200000,
               "w2_points": 1000, "w2_repeats": 5, "pdf_dims": [3, 16, 512]},
 }

@@ -16,9 +16,10 @@ TINY_OVERHEAD = {"repeats": 2, "batch": 2, "step_repeats": 1, "copy_shapes": [[4
 TINY_SAMPLING = {"resolution": 8, "z_dim": 8, "width": 8, "depth": 1, "steps": 2, "batch": 4,
                  "lr": 0.002, "n_samples": 20, "grid": 4, "limit": 150}
 TINY_AUTOENCODER = {"resolution": 8, "z_dim": 4, "width": 4, "steps": 3, "batch": 8, "lr": 1e-3, "n_samples": 20,
-                    "held_out": 0.2, "tsne_points": 40, "limit": 150}
+                    "held_out": 0.2, "n_test": None, "tsne_points": 40, "limit": 150}
 TINY_FINETUNE = {"resolution": 8, "blocks": [8, 8], "latent_channels": 2, "norm_groups": 4, "pretrain_steps": 2,
-                 "steps": 2, "batch": 8, "lr": 1e-3, "beta": 1.0, "n_samples": 20, "held_out": 0.2, "limit": 150}
+                 "steps": 2, "batch": 8, "lr": 1e-3, "beta": 1.0, "n_samples": 20, "held_out": 0.2, "n_test": None,
+                 "limit": 150}
 
 
 @pytest.fixture
@@ -31,6 +32,8 @@ def tiny_presets(monkeypatch):
     monkeypatch.setitem(sampling.PRESETS, "quick", sampling.Preset(**TINY_SAMPLING))
     monkeypatch.setitem(autoencoder.PRESETS, "quick", dict(TINY_AUTOENCODER))
     monkeypatch.setitem(finetune.PRESETS, "quick", dict(TINY_FINETUNE))
+    for suite in (sampling, autoencoder, finetune):  # the digits smoke run's overrides would undo the tiny sizes
+        monkeypatch.setattr(suite, "SMOKE", {})
 
 
 class PixelProjection:
@@ -60,7 +63,10 @@ def cheap_features(monkeypatch):
 
 @pytest.fixture
 def run_cli():
-    """Call the CLI in-process; returns its exit status."""
+    """Call the CLI in-process on the digits (unless the test names its --data); returns its exit status."""
     from benchmarks.run import main
 
-    return main
+    def call(argv):
+        return main(list(argv) if "--data" in argv else [*argv, "--data", "digits"])
+
+    return call

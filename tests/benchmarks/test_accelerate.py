@@ -23,7 +23,7 @@ def test_two_processes_write_the_results_once(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
-               str(ROOT / "benchmarks" / "run.py"), "theory", "--n-samples", "500", "--out", str(tmp_path / "r")]
+               str(ROOT / "benchmarks" / "run.py"), "theory", "--n-samples", "500", "--data", "digits", "--out", str(tmp_path / "r")]
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

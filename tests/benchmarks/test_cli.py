@@ -24,9 +24,10 @@ def error_line(capsys) -> str:
     return err[0]
 
 
-def test_no_suite_means_every_suite_at_quick_scale_on_digits_and_cpu():
+def test_no_suite_means_every_suite_at_quick_scale_on_fashion_mnist_and_cpu():
     options = parse_options([])
-    assert (options.suites, options.scale, options.data, options.device) == (list(SUITE_NAMES), "quick", "digits", "cpu")
+    assert (options.suites, options.scale, options.data, options.device) == (
+        list(SUITE_NAMES), "quick", "fashion-mnist", "cpu")
 
 
 def test_unknown_suite_exits_2_naming_it_and_the_suites(run_cli, capsys, tmp_path):
@@ -88,8 +89,9 @@ def test_out_under_a_file_or_unwritable_folder_exits_2(run_cli, capsys, tmp_path
 
 
 def test_unknown_data_spec_is_rejected(run_cli, capsys, tmp_path):
-    assert run_cli(["theory", "--data", "mnist", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
-    assert "'mnist'" in error_line(capsys)
+    assert run_cli(["theory", "--data", "imagenet", "--out", str(tmp_path)]) == EXIT_BAD_INPUT
+    line = error_line(capsys)
+    assert "'imagenet'" in line and "'fashion-mnist'" in line
 
 
 def test_empty_image_folder_is_rejected(run_cli, capsys, tmp_path):
