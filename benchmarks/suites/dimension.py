@@ -77,41 +77,52 @@ def run(ctx: Context) -> None:
     s = settings(ctx)
     train_set, test, data_name = load_split(ctx, s)
     extractor = feature_network(ctx, train_set)
+    real = _features(ctx, test.images, extractor) if ctx.is_main else None
     n = min(s["n_samples"], len(test))
-    plan = [(kind, d, {}) for d in s["dims"] for kind in METHODS if kind != "svae" or d <= s["svae_max_dim"]]
-    plan += [("sae", d, args) for d in s["option_dims"] for args, _ in OPTIONS.values() if args]
-    models = {}
-    for kind, d, args in plan:
-        models[(kind, d, _tag(args))] = train_model(ctx, s, kind, d, args, train_set.images, data_name)
+    if not set(s["option_dims"]) <= set(s["dims"]):
+        raise ValueError(f"option_dims {s['option_dims']} must be among dims {s['dims']}")
+    features = getattr(extractor, "fingerprint", extractor.name)
+    models: dict[tuple[str, int, str], torch.nn.Module] = {}
+    results: dict[tuple[str, int, str], dict] = {}
+    for kind, d, args in plan(s):
+        tag = _tag(args)
+        model = models[(kind, d, tag)] = train_model(ctx, s, kind, d, args, train_set.images, data_name)
+        if not ctx.is_main:
+            continue
+        # Evaluated (and cached) right after training, so an interrupted sweep keeps every finished d_z.
+        key = {**model_key(ctx, s, kind, d, args, data_name), "n": n, "n_test": len(test),
+               "n_geometry": s["n_geometry"], "features": features}
+        results[(kind, d, tag)] = ctx.cached(f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
+            ctx, s, kind, model, test, real, extractor, n, priors=("normal",) if tag else PRIORS))
+        if kind != "sae" or args or d not in s["option_dims"]:
+            continue
+        for label, (_, fitted) in OPTIONS.items():
+            if fitted is not None:
+                fit_key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "n": n,
+                           "components": s["components"], "fit_codes": s["fit_codes"], "fit_iter": s["fit_iter"],
+                           "n_geometry": s["n_geometry"], "features": features}
+                results[("sae", d, label)] = ctx.cached(f"metrics-sae-{d}-{label}", fit_key, lambda: evaluate_fitted(
+                    ctx, s, model, fitted, train_set, test, real, extractor, n))
     if not ctx.is_main:
         return
-    real = _features(ctx, test.images, extractor)
-    results: dict[tuple[str, int, str], dict] = {}
-    for (kind, d, tag), model in progress(models.items(), "dimension: metrics", total=len(models)):
-        key = {**model_key(ctx, s, kind, d, dict(_untag(tag)), data_name), "n": n, "n_test": len(test),
-               "n_geometry": s["n_geometry"], "features": getattr(extractor, "fingerprint", extractor.name)}
-        results[(kind, d, tag)] = ctx.cached(f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
-            ctx, s, kind, model, test, real, extractor, n, priors=PRIORS if not tag else ("normal",)))
-    for d in s["option_dims"]:
-        for label, (args, fitted) in OPTIONS.items():
-            if fitted is None:
-                continue
-            key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "components": s["components"],
-                   "fit_codes": s["fit_codes"], "fit_iter": s["fit_iter"], "n": n,
-                   "features": getattr(extractor, "fingerprint", extractor.name)}
-            model = models[("sae", d, "")]
-            results[("sae", d, label)] = ctx.cached(f"metrics-sae-{d}-{label}", key, lambda: evaluate_fitted(
-                ctx, s, model, fitted, train_set, test, real, extractor, n))
     report(ctx, s, results, extractor, data_name)
     figures(ctx, s, results, models, test)
 
 
+def plan(s: dict) -> list[tuple[str, int, dict]]:
+    """(method, d_z, options) in training order, the most telling first so an interrupted sweep keeps them:
+    the spherical autoencoder and the VAE at the smallest and largest d_z, the trained options, the other d_z,
+    then the S-VAE (up to svae_max_dim)."""
+    dims = sorted(s["dims"])
+    ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
+    steps = [(kind, d, {}) for d in ends for kind in ("sae", "vae")]
+    steps += [("sae", d, args) for d in s["option_dims"] for args, _ in OPTIONS.values() if args]
+    steps += [(kind, d, {}) for d in dims if d not in ends for kind in ("sae", "vae")]
+    return steps + [("svae", d, {}) for d in dims if d <= s["svae_max_dim"]]
+
+
 def _tag(args: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
-
-
-def _untag(tag: str) -> list[tuple[str, float]]:
-    return [(k, float(v)) for k, v in (part.split("=") for part in tag.split(",") if part)]
 
 
 def model_key(ctx: Context, s: dict, kind: str, d: int, args: dict, data_name: str) -> dict:

@@ -43,17 +43,17 @@ def test_dimension_suite_writes_records_tables_and_figures(monkeypatch, cheap_fe
 
 
 def test_unknown_scales_use_the_largest_preset():
-    from benchmarks.common import Options
-    from benchmarks.context import Context
+    from types import SimpleNamespace
+
     from benchmarks.suites import dimension
 
-    ctx = Context(Options(scale="paper", out="/nonexistent-never-written"), "dimension", "", None) \
-        if False else None
-    options = type("O", (), {"scale": "paper", "steps": None, "n_samples": None})()
-    assert dimension.settings(type("C", (), {"options": options})())["dims"] == [8, 16, 32, 64, 128, 256, 512]
-    options.scale = "standard"
-    assert dimension.settings(type("C", (), {"options": options})())["steps"] == 1000
-    assert ctx is None
+    def preset(scale):
+        options = SimpleNamespace(scale=scale, steps=None, n_samples=None)
+        return dimension.settings(SimpleNamespace(options=options))
+
+    assert preset("paper")["dims"] == [8, 16, 32, 64, 128, 256, 512]
+    assert preset("standard")["dims"] == [8, 16, 32, 64, 128, 256, 512]
+    assert preset("quick")["dims"] == [8, 64, 512]
 
 
 def _uniform(n, d, seed):
