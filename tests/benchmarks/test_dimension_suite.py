@@ -9,16 +9,11 @@ import math
 import pytest
 import torch
 
-TINY_DIMENSION = {"resolution": 8, "width": 8, "steps": 3, "batch": 8, "lr": 1e-3, "dims": [4, 8, 16, 32],
-                  "svae_max_dim": 8, "option_dims": [4, 32], "components": 2, "fit_codes": 60, "fit_iter": 5,
-                  "n_samples": 20, "n_test": 30, "n_geometry": 20, "limit": 200}
 
-
-def test_dimension_suite_writes_records_tables_and_figures(monkeypatch, cheap_features, run_cli, tmp_path):
+def test_dimension_suite_writes_records_tables_and_figures(tiny_presets, cheap_features, run_cli, tmp_path):
     from benchmarks.suites import SUITE_NAMES, dimension
 
     assert "dimension" in SUITE_NAMES
-    monkeypatch.setitem(dimension.PRESETS, "quick", dict(TINY_DIMENSION))
     assert run_cli(["dimension", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "dimension" / "results.json").read_text())
     records = results["records"]
@@ -40,6 +35,10 @@ def test_dimension_suite_writes_records_tables_and_figures(monkeypatch, cheap_fe
     assert "Code geometry" in table and "Options of the spherical autoencoder" in table
     assert {f["file"] for f in results["figures"]} == {"sample_fd.png", "code_distances.png"}
     assert all((tmp_path / "dimension" / f["file"]).read_bytes()[:4] == b"\x89PNG" for f in results["figures"])
+    assert run_cli(["dimension", "--out", str(tmp_path)]) == 0  # every training and metric comes from the cache
+    again = json.loads((tmp_path / "dimension" / "results.json").read_text())
+    assert {v["status"] for v in again["parts"].values()} == {"cached"}
+    assert [r["value"] for r in again["records"]] == [r["value"] for r in records]
 
 
 def test_unknown_scales_use_the_largest_preset():
