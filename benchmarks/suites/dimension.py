@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, mixed_precision, pick, progress
+from benchmarks.common import markdown_table, mixed_precision, pick
 from benchmarks.context import Context
 from benchmarks.evaluation import feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
@@ -33,12 +33,14 @@ OPTIONS = {
 
 PRESETS = {
     "quick": {"resolution": 16, "width": 16, "steps": 150, "batch": 64, "lr": 1e-3, "dims": [8, 64, 512],
-              "svae_max_dim": 64, "option_dims": [8, 512], "components": 10, "fit_codes": 2000, "fit_iter": 30,
+              "svae_max_dim": 64, "option_dims": [8, 512],
+              "options": ["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], "components": 10,
+              "fit_codes": 2000, "fit_iter": 30,
               "n_samples": 500, "n_test": 1000, "n_geometry": 500, "limit": None},
     "standard": {"resolution": 16, "width": 32, "steps": 1000, "batch": 64, "lr": 1e-3,
                  "dims": [8, 16, 32, 64, 128, 256, 512], "svae_max_dim": 512, "option_dims": [8, 512],
-                 "components": 10, "fit_codes": 5000, "fit_iter": 100, "n_samples": 2000, "n_test": 5000,
-                 "n_geometry": 2000, "limit": None},
+                 "options": list(OPTIONS), "components": 10, "fit_codes": 5000, "fit_iter": 100,
+                 "n_samples": 2000, "n_test": 5000, "n_geometry": 2000, "limit": None},
 }
 
 
@@ -67,9 +69,11 @@ def load_split(ctx: Context, s: dict) -> tuple[Any, Any, str]:
                      limit=s["limit"])
     train_idx, test_idx = train_test_split(len(data), 0.2, ctx.options.seed)
     test_idx = test_idx[: s["n_test"]]
-    labels = data.labels
-    part = lambda idx, what: ImageSet(data.images[idx], None if labels is None else labels[idx], data.name,  # noqa: E731
-                                      f"{len(idx)} {what} images of {data.description}")
+
+    def part(idx: torch.Tensor, what: str) -> ImageSet:
+        labels = None if data.labels is None else data.labels[idx]
+        return ImageSet(data.images[idx], labels, data.name, f"{len(idx)} {what} images of {data.description}")
+
     return part(train_idx, "training"), part(test_idx, "held-out"), spec
 
 
@@ -96,7 +100,7 @@ def run(ctx: Context) -> None:
             ctx, s, kind, model, test, real, extractor, n, priors=("normal",) if tag else PRIORS))
         if kind != "sae" or args or d not in s["option_dims"]:
             continue
-        for label, (_, fitted) in OPTIONS.items():
+        for label, (_, fitted) in _options(s).items():
             if fitted is not None:
                 fit_key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "n": n,
                            "components": s["components"], "fit_codes": s["fit_codes"], "fit_iter": s["fit_iter"],
@@ -116,9 +120,18 @@ def plan(s: dict) -> list[tuple[str, int, dict]]:
     dims = sorted(s["dims"])
     ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
     steps = [(kind, d, {}) for d in ends for kind in ("sae", "vae")]
-    steps += [("sae", d, args) for d in s["option_dims"] for args, _ in OPTIONS.values() if args]
+    steps += [("sae", d, args) for d in s["option_dims"] for args, _ in _options(s).values() if args]
     steps += [(kind, d, {}) for d in dims if d not in ends for kind in ("sae", "vae")]
     return steps + [("svae", d, {}) for d in dims if d <= s["svae_max_dim"]]
+
+
+def _options(s: dict) -> dict:
+    """The options this scale measures (a preset's "options" names; all of them when it has none)."""
+    names = s.get("options", list(OPTIONS))
+    unknown = sorted(set(names) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; expected some of {', '.join(OPTIONS)}")
+    return {name: OPTIONS[name] for name in names}
 
 
 def _tag(args: dict) -> str:
@@ -199,10 +212,10 @@ def lemma1_reference(d: int) -> dict:
     return {"dimension": d, "mean": lemma1_mean(d), "std": lemma1_std(d)}
 
 
-def _reference_latents(kind: str, model: Any, n: int, generator: torch.Generator, prior: str = "normal") -> torch.Tensor:
-    """n prior draws in the form the decoder receives them, and the dimension of the sphere they fill."""
+def _reference_latents(kind: str, model: Any, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n draws of the normal prior in the form the method's decoder receives them."""
     if kind == "sae":
-        return model.wrapper.latents(n, prior, generator)
+        return model.wrapper.latents(n, "normal", generator)
     if kind == "svae":
         from sphere_plugins.latent import centerize_spherize
 
@@ -309,7 +322,8 @@ def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str)
         normal = res["samples"]["normal"]
         values = [res["samples"][p]["FD"] for p in PRIORS]
         rows.append([d, METHODS[kind], rec["MSE"], rec["FD"]])
-        sample_rows.append([d, METHODS[kind], *values, normal["precision"], normal["recall"], max(values) / min(values)])
+        sample_rows.append([d, METHODS[kind], *values, normal["precision"], normal["recall"],
+                            max(values) / min(values)])
         geo_rows.append([d, METHODS[kind], g["pair_mean"], g["lemma1"]["mean"], g["pair_std"], g["lemma1"]["std"],
                          g["code_nn_median"], g["reference_nn_median"], g["nn_ratio"]])
     note = (f"Every method has the same conv encoder/decoder (width {s['width']}), {s['steps']} Adam steps of batch "
@@ -328,8 +342,8 @@ def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str)
               "prior's, as the decoder receives them (raw N(0, I) for the VAE). ratio > 1: prior draws land "
               "farther from any code than codes lie from each other.")
     options_report(ctx, s, results, fd, common)
-    vae_gap = [(d, results[("sae", d, "")]["samples"]["normal"]["FD"], results[("vae", d, "")]["samples"]["normal"]["FD"])
-               for d in s["dims"]]
+    normal_fd = {(kind, d): res["samples"]["normal"]["FD"] for (kind, d, tag), res in results.items() if not tag}
+    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s["dims"]]
     beats = [d for d, a, b in vae_gap if a <= b]
     ctx.target("spherical autoencoder's normal-prior sample FD <= VAE's", "at some d_z",
                ", ".join(f"d_z {d}: {a:.3g} vs {b:.3g}" for d, a, b in vae_gap), bool(beats))
@@ -337,12 +351,12 @@ def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str)
 
 def options_report(ctx: Context, s: dict, results: dict, fd: str, common: dict) -> dict:
     """The options against the plain spherical autoencoder at each option d_z; returns {option: meets at all}."""
-    rows, meets = [], {label: True for label in OPTIONS}
+    rows, meets = [], {label: True for label in _options(s)}
     for d in s["option_dims"]:
         plain = results[("sae", d, "")]
         base, base_mse = plain["samples"]["normal"], plain["recon"]["MSE"]
         rows.append([d, "plain", base_mse, 1.0, base["FD"], base["precision"], base["recall"], "-"])
-        for label, (args, fitted) in OPTIONS.items():
+        for label, (args, fitted) in _options(s).items():
             res = results[("sae", d, _tag(args) if args else label)]
             m = res["samples"]["fitted" if fitted else "normal"]
             mse = base_mse if fitted else res["recon"]["MSE"]
