@@ -9,7 +9,7 @@ from types import ModuleType
 from sphere_plugins.plugins import model_schemes
 
 # In the order a full run goes through them: cheap and informative first.
-SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune")
+SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune", "dimension")
 
 
 def get_suite(name: str) -> ModuleType:

@@ -21,17 +21,22 @@ TINY_FINETUNE = {"resolution": 8, "blocks": [8, 8], "latent_channels": 2, "norm_
                  "steps": 2, "batch": 8, "lr": 1e-3, "beta": 1.0, "n_samples": 20, "held_out": 0.2, "n_test": None,
                  "limit": 150}
 
+TINY_DIMENSION = {"resolution": 8, "width": 8, "steps": 3, "batch": 8, "lr": 1e-3, "dims": [4, 8, 16, 32],
+                  "svae_max_dim": 8, "option_dims": [4, 32], "components": 2, "fit_codes": 60, "fit_iter": 5,
+                  "n_samples": 20, "n_test": 30, "n_geometry": 20, "limit": 200}
+
 
 @pytest.fixture
 def tiny_presets(monkeypatch):
     """Replace the quick presets of the cheap suites by tiny ones for this test."""
-    from benchmarks.suites import autoencoder, finetune, overhead, sampling, theory
+    from benchmarks.suites import autoencoder, dimension, finetune, overhead, sampling, theory
 
     monkeypatch.setitem(theory.PRESETS, "quick", dict(TINY_THEORY))
     monkeypatch.setitem(overhead.PRESETS, "quick", dict(TINY_OVERHEAD))
     monkeypatch.setitem(sampling.PRESETS, "quick", sampling.Preset(**TINY_SAMPLING))
     monkeypatch.setitem(autoencoder.PRESETS, "quick", dict(TINY_AUTOENCODER))
     monkeypatch.setitem(finetune.PRESETS, "quick", dict(TINY_FINETUNE))
+    monkeypatch.setitem(dimension.PRESETS, "quick", dict(TINY_DIMENSION))
     for suite in (sampling, autoencoder, finetune):  # the digits smoke run's overrides would undo the tiny sizes
         monkeypatch.setattr(suite, "SMOKE", {})
 

@@ -1,0 +1,432 @@
+"""Where the spherical autoencoder's sampling holds: the same encoder/decoder and budget for the spherical
+autoencoder, the VAE and the S-VAE across latent dimensions d_z; reconstruction FD and MSE, decoder samples
+from four priors (FD, precision/recall), the geometry of the codes against Lemma 1, and the spherical
+autoencoder's options (a prior fitted to the codes, noise on the sphere, a uniformity term) at equal budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import markdown_table, mixed_precision, pick
+from benchmarks.context import Context
+from benchmarks.evaluation import feature_network, generator_seed, in_batches
+from benchmarks.inputs import load_data, train_test_split
+from benchmarks.plots import pyplot
+
+NAME = "dimension"
+DESCRIPTION = "spherical autoencoder vs VAE and S-VAE across d_z: samples, code geometry and the options"
+MODEL_SCHEMES: tuple[str, ...] = ()
+METHODS = {"sae": "spherical autoencoder", "vae": "VAE", "svae": "S-VAE (von Mises-Fisher)"}
+PRIORS = ("normal", "uniform", "poisson", "chi2")
+# The options of the spherical autoencoder, each against the plain one at the same budget: (label, training
+# arguments of conv_objective, fitted prior (kind) or None).
+OPTIONS = {
+    "fitted-gmm": ({}, "gmm"),
+    "fitted-vmf": ({}, "vmf"),
+    "noise-0.1": ({"latent_noise": 0.1}, None),
+    "noise-0.25": ({"latent_noise": 0.25}, None),
+    "uniformity-0.5": ({"uniformity": 0.5}, None),
+}
+
+PRESETS = {
+    "quick": {"resolution": 16, "width": 16, "steps": 150, "batch": 64, "lr": 1e-3, "dims": [8, 64, 512],
+              "svae_max_dim": 64, "option_dims": [8, 512],
+              "options": ["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], "components": 10,
+              "fit_codes": 2000, "fit_iter": 30,
+              "n_samples": 500, "n_test": 1000, "n_geometry": 500, "limit": None},
+    "standard": {"resolution": 16, "width": 32, "steps": 1000, "batch": 64, "lr": 1e-3,
+                 "dims": [8, 16, 32, 64, 128, 256, 512], "svae_max_dim": 512, "option_dims": [8, 512],
+                 "options": list(OPTIONS), "components": 10, "fit_codes": 5000, "fit_iter": 100,
+                 "n_samples": 2000, "n_test": 5000, "n_geometry": 2000, "limit": None},
+}
+
+
+def settings(ctx: Context) -> dict:
+    """The preset of the run's scale; scales without their own preset ('paper') use the largest one."""
+    presets = PRESETS if ctx.options.scale in PRESETS else {**PRESETS, ctx.options.scale: PRESETS["standard"]}
+    return pick(ctx.options, presets, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+def load_split(ctx: Context, s: dict) -> tuple[Any, Any, str]:
+    """(training images, held-out images, data name): Fashion-MNIST's train/test splits for the default data
+    (digits when Fashion-MNIST is not installed), else the --data set split at random."""
+    from sphere_plugins.data import ImageSet, load_images
+
+    spec = ctx.options.data
+    if spec in ("digits", "fashion-mnist"):
+        try:
+            train = load_images("fashion-mnist:train", resolution=ctx.options.resolution or s["resolution"],
+                                limit=s["limit"])
+            test = load_images("fashion-mnist:test", resolution=ctx.options.resolution or s["resolution"],
+                               limit=s["n_test"])
+            return train, test, "fashion-mnist"
+        except (OSError, ValueError) as error:
+            ctx.note(f"Fashion-MNIST is not available ({error}); the digits were used instead")
+    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if spec == "digits" else None,
+                     limit=s["limit"])
+    train_idx, test_idx = train_test_split(len(data), 0.2, ctx.options.seed)
+    test_idx = test_idx[: s["n_test"]]
+
+    def part(idx: torch.Tensor, what: str) -> ImageSet:
+        labels = None if data.labels is None else data.labels[idx]
+        return ImageSet(data.images[idx], labels, data.name, f"{len(idx)} {what} images of {data.description}")
+
+    return part(train_idx, "training"), part(test_idx, "held-out"), spec
+
+
+def run(ctx: Context) -> None:
+    s = settings(ctx)
+    train_set, test, data_name = load_split(ctx, s)
+    extractor = feature_network(ctx, train_set)
+    real = _features(ctx, test.images, extractor) if ctx.is_main else None
+    n = min(s["n_samples"], len(test))
+    if not set(s["option_dims"]) <= set(s["dims"]):
+        raise ValueError(f"option_dims {s['option_dims']} must be among dims {s['dims']}")
+    features = getattr(extractor, "fingerprint", extractor.name)
+    models: dict[tuple[str, int, str], torch.nn.Module] = {}
+    results: dict[tuple[str, int, str], dict] = {}
+    for kind, d, args in plan(s):
+        tag = _tag(args)
+        model = models[(kind, d, tag)] = train_model(ctx, s, kind, d, args, train_set.images, data_name)
+        if not ctx.is_main:
+            continue
+        # Evaluated (and cached) right after training, so an interrupted sweep keeps every finished d_z.
+        key = {**model_key(ctx, s, kind, d, args, data_name), "n": n, "n_test": len(test),
+               "n_geometry": s["n_geometry"], "features": features}
+        results[(kind, d, tag)] = ctx.cached(f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
+            ctx, s, kind, model, test, real, extractor, n, priors=("normal",) if tag else PRIORS))
+        if kind != "sae" or args or d not in s["option_dims"]:
+            continue
+        for label, (_, fitted) in _options(s).items():
+            if fitted is not None:
+                fit_key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "n": n,
+                           "components": s["components"], "fit_codes": s["fit_codes"], "fit_iter": s["fit_iter"],
+                           "n_geometry": s["n_geometry"], "features": features}
+                results[("sae", d, label)] = ctx.cached(f"metrics-sae-{d}-{label}", fit_key, lambda: evaluate_fitted(
+                    ctx, s, model, fitted, train_set, test, real, extractor, n))
+    if not ctx.is_main:
+        return
+    report(ctx, s, results, extractor, data_name)
+    figures(ctx, s, results, models, test)
+
+
+def plan(s: dict) -> list[tuple[str, int, dict]]:
+    """(method, d_z, options) in training order, the most telling first so an interrupted sweep keeps them:
+    the spherical autoencoder and the VAE at the smallest and largest d_z, the trained options, the other d_z,
+    then the S-VAE (up to svae_max_dim)."""
+    dims = sorted(s["dims"])
+    ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
+    steps = [(kind, d, {}) for d in ends for kind in ("sae", "vae")]
+    steps += [("sae", d, args) for d in s["option_dims"] for args, _ in _options(s).values() if args]
+    steps += [(kind, d, {}) for d in dims if d not in ends for kind in ("sae", "vae")]
+    return steps + [("svae", d, {}) for d in dims if d <= s["svae_max_dim"]]
+
+
+def _options(s: dict) -> dict:
+    """The options this scale measures (a preset's "options" names; all of them when it has none)."""
+    names = s.get("options", list(OPTIONS))
+    unknown = sorted(set(names) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; expected some of {', '.join(OPTIONS)}")
+    return {name: OPTIONS[name] for name in names}
+
+
+def _tag(args: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+
+
+def model_key(ctx: Context, s: dict, kind: str, d: int, args: dict, data_name: str) -> dict:
+    return {"kind": kind, "z_dim": d, "options": args, "resolution": ctx.options.resolution or s["resolution"],
+            "width": s["width"], "steps": s["steps"], "batch": s["batch"], "lr": s["lr"], "seed": ctx.options.seed,
+            "data": data_name, "limit": s["limit"]}
+
+
+def train_model(ctx: Context, s: dict, kind: str, d: int, args: dict, images: torch.Tensor,
+                data_name: str) -> torch.nn.Module:
+    """One objective at d_z = d trained on the training images; checkpoints in the cache resume or skip it."""
+    from sphere_plugins.training import TrainConfig, conv_objective, train
+
+    name = f"train_{kind}_{d}" + (f"_{_tag(args)}" if args else "")
+    folder = ctx.cache_path(name, model_key(ctx, s, kind, d, args, data_name), suffix="")
+    with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before, options or not
+        torch.manual_seed(ctx.options.seed)
+        objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
+                                   z_dim=d, width=s["width"], **args)
+    config = TrainConfig(steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+                         mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
+                         checkpoint_every=max(100, s["steps"] // 2), keep_checkpoints=1, resume=True,
+                         log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
+                         cpu=torch.device(ctx.device).type == "cpu")
+    result = ctx.checkpointed(name, folder, ctx.training_step(folder), s["steps"],
+                              lambda: train(objective, images, config))
+    return result.objective.to(ctx.device).eval()
+
+
+def _features(ctx: Context, images: torch.Tensor, extractor: Any) -> np.ndarray:
+    from sphere_plugins.metrics import extract_features
+
+    return extract_features(images, extractor, batch_size=250, cache_dir=ctx.cache_dir)
+
+
+def _draw(ctx: Context, sample: Any, n: int, batch: int = 250) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([sample(min(batch, n - i)).float().clamp(-1, 1).cpu() for i in range(0, n, batch)])
+
+
+def sample_metrics(real: np.ndarray, images: torch.Tensor, extractor: Any) -> dict:
+    """FD of the images against every real feature; precision and recall (k = 3) against as many real ones."""
+    from sphere_plugins.metrics import frechet_distance_from_features, precision_recall
+
+    fake = np.concatenate([extractor(images[i:i + 250]) for i in range(0, len(images), 250)]).astype(np.float64)
+    precision, recall = precision_recall(real[: len(fake)], fake, k=3)
+    return {"FD": frechet_distance_from_features(real, fake), "precision": precision, "recall": recall,
+            "n_real": len(real), "n_fake": len(fake)}
+
+
+def code_geometry(codes: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> dict:
+    """Distances between codes against reference points (prior draws as the decoder sees them), in units of
+    the reference points' mean norm r: the codes' pairwise mean and std, the median distance from each code to
+    its nearest other code, and the median distance from each reference point to its nearest code."""
+    z = torch.as_tensor(np.asarray(codes), dtype=torch.float64).flatten(1)
+    ref = torch.as_tensor(np.asarray(reference), dtype=torch.float64).flatten(1)
+    if z.shape[0] < 3 or ref.shape[0] < 1 or z.shape[1] != ref.shape[1]:
+        raise ValueError(f"codes [N >= 3, D] and reference [M, D] must share D, got {list(z.shape)} and "
+                         f"{list(ref.shape)}")
+    r = float(torch.linalg.vector_norm(ref, dim=1).mean())
+    pair = torch.cdist(z, z)
+    upper = pair[torch.triu_indices(len(z), len(z), 1).unbind()] / r
+    own = pair.fill_diagonal_(float("inf")).min(dim=1).values / r
+    from_ref = torch.cdist(ref, z).min(dim=1).values / r
+    return {"radius": r, "pair_mean": float(upper.mean()), "pair_std": float(upper.std()),
+            "code_nn_median": float(own.median()), "reference_nn_median": float(from_ref.median()),
+            "nn_ratio": float(from_ref.median() / own.median())}
+
+
+def lemma1_reference(d: int) -> dict:
+    """Lemma 1's mean and std of the distance between uniform points on the unit sphere in R^d."""
+    from sphere_plugins.theory import lemma1_mean, lemma1_std
+
+    return {"dimension": d, "mean": lemma1_mean(d), "std": lemma1_std(d)}
+
+
+def _reference_latents(kind: str, model: Any, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n draws of the normal prior in the form the method's decoder receives them."""
+    if kind == "sae":
+        return model.wrapper.latents(n, "normal", generator)
+    if kind == "svae":
+        from sphere_plugins.latent import centerize_spherize
+
+        return centerize_spherize(torch.randn(n, model.z_dim, generator=generator, device=generator.device))
+    return torch.randn(n, *model.z_shape, generator=generator, device=generator.device)
+
+
+def _svae_sampler(model: Any, prior: str, generator: torch.Generator) -> Any:
+    """The S-VAE's sampling (a prior draw centerized onto the unit sphere), with draws that centerize to zero
+    (discrete priors at small d_z) drawn again, as the spherical autoencoder's latents() does."""
+    from sphere_plugins.latent import centerize_spherize
+    from sphere_plugins.priors import get_prior, redraw_degenerate
+
+    draw = get_prior(prior)
+
+    def sample(b: int) -> torch.Tensor:
+        device = next(model.parameters()).device
+        z = draw.sample((b, model.z_dim), generator=generator, device=device)
+        z = redraw_degenerate(z, lambda k: draw.sample((k, model.z_dim), generator=generator, device=device))
+        return model.decoder(centerize_spherize(z))
+
+    return sample
+
+
+def effective_dimension(kind: str, d: int) -> int:
+    """The spherical autoencoder's codes are centred, so they fill a sphere in a (d - 1)-dimensional subspace."""
+    return d - 1 if kind == "sae" else d
+
+
+def evaluate(ctx: Context, s: dict, kind: str, model: Any, test: Any, real: np.ndarray, extractor: Any, n: int,
+             priors: tuple[str, ...]) -> dict:
+    """Reconstruction FD and MSE on the held-out images, samples from each prior, and the codes' geometry."""
+    from sphere_plugins.metrics import frechet_distance_from_features
+
+    recon = in_batches(model.reconstruct, test.images, ctx.device).clamp(-1, 1)
+    recon_f = np.concatenate([extractor(recon[i:i + 250]) for i in range(0, len(recon), 250)]).astype(np.float64)
+    out = {"recon": {"MSE": float(((recon - test.images) / 2).square().mean()),  # on [0, 1] pixels
+                     "FD": frechet_distance_from_features(real, recon_f), "n": len(recon)}, "samples": {}}
+    for prior in priors:
+        draws = generator_seed(ctx, "dimension-samples", kind, prior)
+        sample = _svae_sampler(model, prior, draws) if kind == "svae" else (
+            lambda b: model.sample(b, prior=prior, generator=draws))
+        images = _draw(ctx, sample, n)
+        out["samples"][prior] = sample_metrics(real, images, extractor)
+    m = min(s["n_geometry"], len(test))
+    codes = in_batches(model.codes, test.images[:m], ctx.device)
+    with torch.no_grad():
+        ref = _reference_latents(kind, model, m, generator_seed(ctx, "dimension-reference", kind)).float().cpu()
+    d = int(codes[0].numel())
+    out["geometry"] = {**code_geometry(codes, ref), "lemma1": lemma1_reference(effective_dimension(kind, d))}
+    return out
+
+
+def evaluate_fitted(ctx: Context, s: dict, model: Any, kind: str, train_set: Any, test: Any, real: np.ndarray,
+                    extractor: Any, n: int) -> dict:
+    """The plain spherical autoencoder's decoder sampled from a mixture fitted to its training codes."""
+    wrapper = model.wrapper
+    wrapper.fit_prior(train_set.images[: s["fit_codes"]].to(ctx.device), kind=kind, components=s["components"],
+                      seed=ctx.options.seed, max_iter=s["fit_iter"])
+    try:
+        draws = generator_seed(ctx, "dimension-fitted", kind)
+        images = _draw(ctx, lambda b: model.sample(b, prior="fitted", generator=draws), n)
+        samples = sample_metrics(real, images, extractor)
+        m = min(s["n_geometry"], len(test))
+        codes = in_batches(model.codes, test.images[:m], ctx.device)
+        with torch.no_grad():
+            ref = wrapper.latents(m, "fitted", generator_seed(ctx, "dimension-reference-fitted", kind)).cpu()
+        geometry = code_geometry(codes, ref)
+    finally:
+        wrapper.fitted_prior = None
+    return {"samples": {"fitted": samples}, "geometry": geometry}
+
+
+def _label(kind: str, d: int, s: dict, tag: str = "") -> str:
+    option = f", {tag}" if tag else ""
+    return f"{METHODS[kind]} (conv, d_z {d}, {s['steps']} steps{option})"
+
+
+def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str) -> None:
+    from sphere_plugins.metrics import fd_label
+
+    fd = fd_label(extractor)
+    net = getattr(extractor, "description", extractor.name)
+    common = {"feature_network": net, "data": data_name}
+    rows, sample_rows, geo_rows = [], [], []
+    for (kind, d, tag), res in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        if tag:
+            continue
+        label = _label(kind, d, s)
+        rec = res["recon"]
+        ctx.record(fd, rec["FD"], model=label, n_samples=rec["n"], prior=None, z_dim=d, method=kind,
+                   measured_on="reconstructions of held-out images", **common)
+        ctx.record("MSE", rec["MSE"], model=label, n_samples=rec["n"], prior=None, z_dim=d, method=kind,
+                   measured_on="reconstructions of held-out images", data=data_name)
+        for prior, m in res["samples"].items():
+            for metric, name in ((fd, "FD"), ("precision (k=3)", "precision"), ("recall (k=3)", "recall")):
+                ctx.record(metric, m[name], model=label, n_samples=m["n_fake"], prior=prior, z_dim=d, method=kind,
+                           n_real=m["n_real"], measured_on="decoder samples from the prior", **common)
+        g = res["geometry"]
+        for metric in ("pair_mean", "pair_std", "code_nn_median", "reference_nn_median", "nn_ratio"):
+            ctx.record(f"code {metric.replace('_', ' ')}", g[metric], model=label, n_samples=s["n_geometry"],
+                       z_dim=d, method=kind, lemma1=g["lemma1"], data=data_name,
+                       measured_on="codes of held-out images vs the normal prior's draws, distances / radius")
+        normal = res["samples"]["normal"]
+        values = [res["samples"][p]["FD"] for p in PRIORS]
+        rows.append([d, METHODS[kind], rec["MSE"], rec["FD"]])
+        sample_rows.append([d, METHODS[kind], *values, normal["precision"], normal["recall"],
+                            max(values) / min(values)])
+        geo_rows.append([d, METHODS[kind], g["pair_mean"], g["lemma1"]["mean"], g["pair_std"], g["lemma1"]["std"],
+                         g["code_nn_median"], g["reference_nn_median"], g["nn_ratio"]])
+    note = (f"Every method has the same conv encoder/decoder (width {s['width']}), {s['steps']} Adam steps of batch "
+            f"{s['batch']}, seed {ctx.options.seed}, on {data_name}; held-out images from its test split.")
+    ctx.table("Reconstruction of held-out images by d_z (lower is better)",
+              markdown_table(["d_z", "method", "MSE ([0, 1] pixels)", fd], rows), note)
+    ctx.table(f"Decoder samples from four priors by d_z: {fd} (lower is better), precision/recall (normal prior)",
+              markdown_table(["d_z", "method", *PRIORS, "precision", "recall", "max/min FD"], sample_rows),
+              f"{s['n_samples']} samples per prior; FD against the held-out images' features, precision/recall "
+              "(k = 3) against as many of them.")
+    ctx.table("Code geometry: distances between codes of held-out images, in units of the prior draws' radius",
+              markdown_table(["d_z", "method", "pair mean", "Lemma 1 mean", "pair std", "Lemma 1 std",
+                              "median code NN", "median prior-draw-to-code NN", "ratio"], geo_rows),
+              f"{s['n_geometry']} codes. Lemma 1 is for uniform points on the unit sphere of the codes' dimension "
+              "(d_z - 1 for the spherical autoencoder, whose codes are centred). The prior draws are the normal "
+              "prior's, as the decoder receives them (raw N(0, I) for the VAE). ratio > 1: prior draws land "
+              "farther from any code than codes lie from each other.")
+    options_report(ctx, s, results, fd, common)
+    normal_fd = {(kind, d): res["samples"]["normal"]["FD"] for (kind, d, tag), res in results.items() if not tag}
+    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s["dims"]]
+    beats = [d for d, a, b in vae_gap if a <= b]
+    ctx.target("spherical autoencoder's normal-prior sample FD <= VAE's", "at some d_z",
+               ", ".join(f"d_z {d}: {a:.3g} vs {b:.3g}" for d, a, b in vae_gap), bool(beats))
+
+
+def options_report(ctx: Context, s: dict, results: dict, fd: str, common: dict) -> dict:
+    """The options against the plain spherical autoencoder at each option d_z; returns {option: meets at all}."""
+    rows, meets = [], {label: True for label in _options(s)}
+    for d in s["option_dims"]:
+        plain = results[("sae", d, "")]
+        base, base_mse = plain["samples"]["normal"], plain["recon"]["MSE"]
+        rows.append([d, "plain", base_mse, 1.0, base["FD"], base["precision"], base["recall"], "-"])
+        for label, (args, fitted) in _options(s).items():
+            res = results[("sae", d, _tag(args) if args else label)]
+            m = res["samples"]["fitted" if fitted else "normal"]
+            mse = base_mse if fitted else res["recon"]["MSE"]
+            ok = m["FD"] < base["FD"] and m["recall"] >= base["recall"] and mse <= 1.1 * base_mse
+            meets[label] &= ok
+            rows.append([d, label, mse, mse / base_mse, m["FD"], m["precision"], m["recall"], "yes" if ok else "no"])
+            model = _label("sae", d, s, label)
+            for metric, name in ((fd, "FD"), ("precision (k=3)", "precision"), ("recall (k=3)", "recall")):
+                ctx.record(metric, m[name], model=model, n_samples=m["n_fake"], z_dim=d, method="sae", option=label,
+                           prior="fitted" if fitted else "normal", measured_on="decoder samples", **common)
+            if not fitted:
+                ctx.record("MSE", mse, model=model, n_samples=res["recon"]["n"], z_dim=d, method="sae", option=label,
+                           prior=None, measured_on="reconstructions of held-out images", data=common["data"])
+    ctx.table("Options of the spherical autoencoder against the plain one at the same budget",
+              markdown_table(["d_z", "option", "recon MSE", "MSE / plain", f"sample {fd}", "precision", "recall",
+                              "better FD and recall, MSE <= 1.1x"], rows),
+              f"Fitted priors: K = {s['components']} components on the codes of {s['fit_codes']} training images, "
+              "sampled with prior='fitted' (reconstruction unchanged). The other options are trained with the "
+              "option and sampled from the normal prior.")
+    for label, ok in meets.items():
+        ctx.target(f"option {label}: better sample FD and recall, MSE <= 1.1x plain",
+                   f"at d_z {', '.join(map(str, s['option_dims']))}", "yes" if ok else "no", ok)
+    return meets
+
+
+def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(PRIORS), figsize=(3.3 * len(PRIORS), 3.2), sharey=True)
+    for ax, prior in zip(axes, PRIORS):
+        for kind in METHODS:
+            dims = [d for d in s["dims"] if (kind, d, "") in results]
+            ax.plot(dims, [results[(kind, d, "")]["samples"][prior]["FD"] for d in dims], "o-", label=METHODS[kind])
+        for label in ("fitted-gmm", "fitted-vmf"):
+            dims = [d for d in s["option_dims"] if ("sae", d, label) in results]
+            if prior == "normal" and dims:
+                ax.plot(dims, [results[("sae", d, label)]["samples"]["fitted"]["FD"] for d in dims], "s--",
+                        label=f"spherical AE, {label} prior")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("d_z")
+        ax.set_title(f"{prior} prior", fontsize=9)
+    axes[0].set_ylabel("sample FD")
+    axes[0].legend(fontsize=7)
+    ctx.figure(fig, "sample_fd.png", "Sample FD against d_z per method and prior (fitted priors dashed).")
+    _histograms(ctx, s, models, test)
+
+
+def _histograms(ctx: Context, s: dict, models: dict, test: Any) -> None:
+    from sphere_plugins.theory import lemma1_pdf
+
+    plt = pyplot()
+    kinds = [k for k in ("sae", "svae") if any((k, d, "") in models for d in s["dims"])]
+    fig, axes = plt.subplots(len(kinds), len(s["dims"]), figsize=(2.6 * len(s["dims"]), 2.4 * len(kinds)),
+                             squeeze=False)
+    m = min(s["n_geometry"], len(test))
+    for i, kind in enumerate(kinds):
+        for j, d in enumerate(s["dims"]):
+            ax = axes[i, j]
+            if (kind, d, "") not in models:
+                ax.axis("off")
+                continue
+            model = models[(kind, d, "")]
+            codes = in_batches(model.codes, test.images[:m], ctx.device).flatten(1).double()
+            r = float(torch.linalg.vector_norm(codes, dim=1).mean())
+            dist = torch.pdist(codes).numpy() / r
+            ax.hist(dist, bins=60, range=(0, 2), density=True, alpha=0.6, label="codes")
+            xi = np.linspace(0.001, 1.999, 400)
+            ax.plot(xi, lemma1_pdf(xi, effective_dimension(kind, d)), "k-", lw=1, label="Lemma 1")
+            ax.set_title(f"{METHODS[kind].split(' (')[0]}, d_z {d}", fontsize=8)
+            ax.set_yticks([])
+    axes[0, 0].legend(fontsize=7)
+    ctx.figure(fig, "code_distances.png", "Pairwise distances between codes of held-out images (divided by the "
+               "radius) against Lemma 1's density for uniform points on a sphere of the codes' dimension.")
