@@ -224,3 +224,15 @@ def test_log_prob_in_three_dimensions_matches_the_closed_form():
     kappa = torch.tensor([0.5, 1.0, 2.0, 5.0, 10.0], dtype=torch.float64)
     expected = torch.log(kappa / (4 * math.pi * torch.sinh(kappa))) + kappa * (mu * z).sum(1)
     torch.testing.assert_close(log_prob(z, mu, kappa), expected)
+
+
+@pytest.mark.parametrize("v, kappa", [(255.0, 10.0), (255.0, 1.0), (255.0, 12.9), (1023.0, 30.0), (2047.0, 0.5)])
+def test_log_bessel_is_exact_where_scipy_underflows(v, kappa):
+    """At d = 512 (v = 255) and small kappa scipy's ive underflows; the fallback must still be exact."""
+    mpmath = pytest.importorskip("mpmath")
+    from sphere_plugins.vmf import _log_ive_numpy
+
+    with mpmath.workdps(40):
+        exact = float(mpmath.log(mpmath.besseli(v, kappa)) - kappa)
+    got = float(_log_ive_numpy(v, np.array([kappa]))[0])
+    assert got == pytest.approx(exact, rel=1e-12, abs=1e-9)
