@@ -9,12 +9,27 @@ from functools import lru_cache
 from dataclasses import replace
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
+from typing import Any
 
 from sphere_plugins import plugins
 from sphere_plugins.offers import ModelScheme
 
 # A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
 WRAPPER_CONFIG = "sphere_model.json"
+
+
+def spec_value(text: str) -> Any:
+    """An option value written in a spec or on the command line ("k=v") as the bool, int or float it spells,
+    else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 @lru_cache(maxsize=1)

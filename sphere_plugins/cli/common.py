@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
+from sphere_plugins.schemes import spec_value
 DATA_SPECS = ("digits",)
 
 
@@ -37,19 +38,6 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help=f"let the libraries download missing weights themselves (or set {ALLOW_DOWNLOAD_ENV}=1)")
 
 
-def value(text: str) -> Any:
-    """A k=v value as the bool, int or float it spells, else the string."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def pairs(items: list[str] | None, argument: str) -> dict[str, Any]:
     """['k=v', ...] -> {k: v}, numbers parsed."""
     result: dict[str, Any] = {}
@@ -57,7 +45,7 @@ def pairs(items: list[str] | None, argument: str) -> dict[str, Any]:
         key, equals, text = item.partition("=")
         if not equals or not key.isidentifier():
             raise UsageError(f"{argument} takes KEY=VALUE with KEY a name, got {item!r}")
-        result[key] = value(text)
+        result[key] = spec_value(text)
     return result
 
 

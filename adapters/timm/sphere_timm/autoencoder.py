@@ -9,6 +9,7 @@ from sphere_plugins.models import ConvDecoder, EncoderDecoder
 from torch import nn
 
 from sphere_timm.encoder import TimmEncoder
+from sphere_plugins.schemes import spec_value
 
 
 class TimmAutoencoder(EncoderDecoder):
@@ -28,19 +29,6 @@ DEFAULTS = {"z_dim": 10, "resolution": 16, "channels": 1, "width": 32, "pretrain
 _ALIASES = {"in_chans": "channels", "img_size": "resolution"}
 
 
-def _value(text: str) -> Any:
-    """A query value as the int, float or bool it spells, else the string."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_spec(rest: str) -> tuple[str, dict[str, Any]]:
     """'resnet18?in_chans=3&img_size=64' -> ('resnet18', {'channels': 3, 'resolution': 64})."""
     name, _, query = rest.partition("?")
@@ -52,7 +40,7 @@ def parse_spec(rest: str) -> tuple[str, dict[str, Any]]:
         key = _ALIASES.get(key, key)
         if key in options:
             raise ValueError(f"timm spec option {key!r} given twice in {rest!r}")
-        options[key] = _value(text)
+        options[key] = spec_value(text)
     return name, options
 
 
