@@ -174,9 +174,10 @@ def test_two_processes_through_accelerate_start_from_rank_0_and_stay_identical(t
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                    str(29500 + os.getpid() % 1000), str(script), str(tmp_path)], check=True, env=env,
-                   capture_output=True, timeout=120)
+    # --standalone: the rendezvous takes a free port from the OS, so parallel runs on one host cannot collide
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"two-process run failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
     first, second = torch.load(tmp_path / "rank0-of-2.pt"), torch.load(tmp_path / "rank1-of-2.pt")
     assert torch.equal(first, second)
 
