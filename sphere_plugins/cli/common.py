@@ -150,6 +150,17 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def check_sphere_options(args: argparse.Namespace) -> None:
+    """Check what add_sphere_options and add_common parse for a generator SPEC; sets prior_params, options, out_dir."""
+    if args.radius is not None and not args.radius > 0:
+        raise UsageError(f"--radius must be positive, got {args.radius}")
+    args.prior_params = pairs(args.prior_param, "--prior-param")
+    args.options = pairs(args.option, "--option")
+    check_prior(args.prior, args.prior_params)
+    check_spec(args.spec)
+    args.out_dir = check_out(args.out)
+
+
 def add_sphere_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior", help="latent prior (see `sphere-plugins list`); default: the wrapper's (normal)")
     parser.add_argument("--prior-param", action="append", metavar="K=V", help="a prior parameter, e.g. rate=2")

@@ -29,11 +29,7 @@ def check(args: argparse.Namespace) -> None:
     args.seed_list = common.seeds(args.seeds, at_least=2)
     if args.steps < 2:
         raise common.UsageError(f"--steps must be an int >= 2, got {args.steps}")
-    args.prior_params = common.pairs(args.prior_param, "--prior-param")
-    args.options = common.pairs(args.option, "--option")
-    common.check_prior(args.prior, args.prior_params)
-    common.check_spec(args.spec)
-    args.out_dir = common.check_out(args.out)
+    common.check_sphere_options(args)
 
 
 def run(args: argparse.Namespace) -> int:

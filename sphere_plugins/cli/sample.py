@@ -32,13 +32,7 @@ def check(args: argparse.Namespace) -> None:
     args.seed_list = common.seeds(args.seeds)
     if args.batch < 1:
         raise common.UsageError(f"--batch must be a positive int, got {args.batch}")
-    if args.radius is not None and not args.radius > 0:
-        raise common.UsageError(f"--radius must be positive, got {args.radius}")
-    args.prior_params = common.pairs(args.prior_param, "--prior-param")
-    args.options = common.pairs(args.option, "--option")
-    common.check_prior(args.prior, args.prior_params)
-    common.check_spec(args.spec)
-    args.out_dir = common.check_out(args.out)
+    common.check_sphere_options(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,6 +62,8 @@ def test_sample_writes_one_png_per_seed_the_same_whatever_the_batch(saved_sae, t
     (["sample", "builtin:tiny-ae", "--prior", "gauss"], "unknown --prior 'gauss'; registered priors: bernoulli"),
     (["sample", "nowhere:model"], "SPEC 'nowhere:model' is neither"),
     (["interpolate", "stylegan2:tiny", "--seeds", "4", "--steps", "3"], "--seeds needs at least 2 seed(s)"),
+    (["sample", "builtin:tiny-ae", "--radius", "-1"], "--radius must be positive, got -1.0"),
+    (["interpolate", "builtin:tiny-ae", "--seeds", "0,1", "--radius", "0"], "--radius must be positive, got 0.0"),
 ])
 def test_bad_arguments_exit_2_with_one_line_before_any_work(args, message, tmp_path):
     result = cli(*args, "--out", tmp_path / "out")
