@@ -12,6 +12,7 @@ from torch import Tensor
 
 from benchmarks.common import BenchmarkError
 from benchmarks.context import Context
+from benchmarks.plots import pyplot
 
 
 def feature_network(ctx: Context, real: Any) -> Any:
@@ -84,12 +85,12 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
     all from one computation of the features of each set; records (not yet added) in that order, each with
     `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
     from sphere_plugins.metrics import density_coverage, precision_recall
-    from sphere_plugins.metrics.fid import _record, extract_features, frechet_distance_from_features
+    from sphere_plugins.metrics.fid import extract_features, feature_record, frechet_distance_from_features
 
     f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
     f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
-    fd = _record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real, f_fake,
-                 real, ctx.options.seed)
+    fd = feature_record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
+                        f_fake, real, ctx.options.seed)
     precision, recall = precision_recall(f_real, f_fake, k=PR_K)
     density, coverage = density_coverage(f_real, f_fake, k=DC_K)
     records = [fd.to_dict()]
@@ -168,3 +169,25 @@ def reconstruction_records(ctx: Context, test: Any, recon: Tensor, extractor: An
         record.update(model=model, data=test.description, prior=None)
         record["extra"]["measured_on"] = "reconstructions of held-out images"
     return records
+
+
+def prior_quality_figure(ctx: Context, results: dict[str, dict], caption: str) -> None:
+    """Precision vs recall and density vs coverage of decoder samples: one colour per labelled result, one marker
+    per prior (the keys of each result's "samples")."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    priors = list(next(iter(results.values()))["samples"])
+    markers = dict(zip(priors, "osD^vP*X"))
+    for i, result in enumerate(results.values()):
+        for prior in priors:
+            m = by_metric(result["samples"][prior])
+            for ax, (x, y) in zip(axes, (("recall", "precision"), ("coverage", "density"))):
+                ax.scatter(m[x]["value"], m[y]["value"], marker=markers[prior], color=f"C{i}", s=36)
+    for ax, (x, y, k) in zip(axes, (("recall", "precision", PR_K), ("coverage", "density", DC_K))):
+        ax.set_xlabel(f"{x} (k = {k})")
+        ax.set_ylabel(f"{y} (k = {k})")
+    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=label)
+               for i, label in enumerate(results)]
+    handles += [plt.Line2D([], [], color="grey", marker=markers[p], linestyle="", label=p) for p in priors]
+    axes[1].legend(handles=handles, fontsize=7, loc="best")
+    ctx.figure(fig, "density_coverage.png", caption)

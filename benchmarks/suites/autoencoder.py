@@ -13,7 +13,7 @@ from benchmarks.common import markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
-                                   sample_quality)
+                                   prior_quality_figure, sample_quality)
 from benchmarks.inputs import load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 
@@ -61,7 +61,9 @@ def run(ctx: Context) -> None:
         results[kind] = ctx.cached(f"metrics-{kind}", key, lambda: evaluate(ctx, s, kind, objective, data, test,
                                                                             extractor, lpips))
     report(ctx, s, results)
-    quality_figure(ctx, results)
+    prior_quality_figure(ctx, {METHODS[kind]: result for kind, result in results.items()},
+                         "Decoder samples: precision vs recall (k = 3) and density vs coverage (k = 5); colour = "
+                         "method, marker = prior.")
     figures(ctx, s, models, data, test)
 
 
@@ -144,27 +146,6 @@ def report(ctx: Context, s: dict, results: dict) -> None:
                f"{sae['FD']['value']:.4g} vs {vae['FD']['value']:.4g}", sae["FD"]["value"] <= vae["FD"]["value"])
     ctx.target("sampling spread across priors (max/min FD)", "spherical autoencoder < VAE",
                f"{spread['sae']:.3f} vs {spread['vae']:.3f}", spread["sae"] < spread["vae"])
-
-
-def quality_figure(ctx: Context, results: dict) -> None:
-    """Precision vs recall and density vs coverage of every method's decoder samples from each prior."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    markers = dict(zip(PRIORS, "osD^"))
-    for i, (kind, result) in enumerate(results.items()):
-        for prior in PRIORS:
-            m = by_metric(result["samples"][prior])
-            for ax, (x, y) in zip(axes, (("recall", "precision"), ("coverage", "density"))):
-                ax.scatter(m[x]["value"], m[y]["value"], marker=markers[prior], color=f"C{i}", s=36)
-    for ax, (x, y, k) in zip(axes, (("recall", "precision", PR_K), ("coverage", "density", DC_K))):
-        ax.set_xlabel(f"{x} (k = {k})")
-        ax.set_ylabel(f"{y} (k = {k})")
-    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=METHODS[k])
-               for i, k in enumerate(results)]
-    handles += [plt.Line2D([], [], color="grey", marker=markers[p], linestyle="", label=p) for p in PRIORS]
-    axes[1].legend(handles=handles, fontsize=7, loc="best")
-    ctx.figure(fig, "density_coverage.png", "Decoder samples: precision vs recall (k = 3) and density vs coverage "
-               "(k = 5); colour = method, marker = prior.")
 
 
 def figures(ctx: Context, s: dict, models: dict, data: Any, test: Any) -> None:

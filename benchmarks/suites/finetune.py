@@ -15,7 +15,7 @@ from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, p
 from benchmarks.context import Context
 from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
-                                   sample_quality)
+                                   prior_quality_figure, sample_quality)
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 
@@ -184,7 +184,8 @@ def run(ctx: Context) -> None:
                                       lambda: evaluate(ctx, s, models[weights], sphere, options, data, test, extractor,
                                                        lpips, f"{variant}: {label}"))
     report(ctx, s, results, label)
-    quality_figure(ctx, results)
+    prior_quality_figure(ctx, results, "Decoder samples before and after fine-tuning: precision vs recall (k = 3) "
+                         "and density vs coverage (k = 5); colour = row, marker = prior.")
     figures(ctx, models, options, test)
 
 
@@ -240,26 +241,6 @@ def report(ctx: Context, s: dict, results: dict, label: str) -> None:
     ctx.note(f"Reconstruction MSE {before['reconstruction']['MSE']['value']:.4g} before, "
              f"{after['reconstruction']['MSE']['value']:.4g} after fine-tuning; sampling spread across priors "
              f"(max/min {fd_name}) {rows[0][-1]:.3f} before, {rows[2][-1]:.3f} after.")
-
-
-def quality_figure(ctx: Context, results: dict) -> None:
-    """Precision vs recall and density vs coverage of each row's decoder samples from each prior."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    markers = dict(zip(PRIORS, "osD^"))
-    for i, result in enumerate(results.values()):
-        for prior in PRIORS:
-            m = by_metric(result["samples"][prior])
-            for ax, (x, y) in zip(axes, (("recall", "precision"), ("coverage", "density"))):
-                ax.scatter(m[x]["value"], m[y]["value"], marker=markers[prior], color=f"C{i}", s=36)
-    for ax, (x, y, k) in zip(axes, (("recall", "precision", PR_K), ("coverage", "density", DC_K))):
-        ax.set_xlabel(f"{x} (k = {k})")
-        ax.set_ylabel(f"{y} (k = {k})")
-    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=v) for i, v in enumerate(results)]
-    handles += [plt.Line2D([], [], color="grey", marker=markers[p], linestyle="", label=p) for p in PRIORS]
-    axes[1].legend(handles=handles, fontsize=7, loc="best")
-    ctx.figure(fig, "density_coverage.png", "Decoder samples before and after fine-tuning: precision vs recall "
-               "(k = 3) and density vs coverage (k = 5); colour = row, marker = prior.")
 
 
 def figures(ctx: Context, models: dict, options: dict, test: Any) -> None:

@@ -1,8 +1,7 @@
 """Image metrics with provenance: FID/KID (clean-fid Inception) or FD-<name> (offline classifier), SWD, LPIPS, MSE,
 precision/recall and density/coverage."""
 
-import warnings
-
+from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.metrics.features import (
     ClassifierConfig,
     ClassifierFeatures,
@@ -77,10 +76,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Old names, kept for one release with a DeprecationWarning."""
-    if name == "TrainingConfig":
-        warnings.warn("sphere_plugins.metrics.TrainingConfig is deprecated; use sphere_plugins.metrics.ClassifierConfig",
-                      DeprecationWarning, stacklevel=2)
-        return ClassifierConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_names(__name__, globals(), {"TrainingConfig": "ClassifierConfig"})  # old names, for one release

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sphere_plugins.metrics.features import FeatureExtractor, fd_label, kd_label
-from sphere_plugins.metrics.fid import _pair_features, _record, frechet_distance_from_features, kernel_distance
+from sphere_plugins.metrics.fid import _pair_features, feature_record, frechet_distance_from_features, kernel_distance
 from sphere_plugins.metrics.record import MetricRecord
 from sphere_plugins.metrics.sources import ImageSource
 
@@ -81,5 +81,5 @@ def evaluate(real: ImageSource, fake: ImageSource, metrics: Sequence[str] = ("fd
     records = []
     for name in metrics:
         label, value, extra = _metrics[name](f_real, f_fake, extractor)
-        records.append(_record(label, value, extractor, f_real, f_fake, real, seed, **extra))
+        records.append(feature_record(label, value, extractor, f_real, f_fake, real, seed, **extra))
     return records

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sphere_plugins.data import ImageSet, check_image_tensor
+from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.files import atomic_path
 from sphere_plugins.metrics.record import library_versions
 
@@ -359,14 +360,4 @@ def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: in
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
 
-
-_DEPRECATED = {"TrainingConfig": "ClassifierConfig"}
-
-
-def __getattr__(name: str):
-    """Old names, kept for one release with a DeprecationWarning."""
-    if name in _DEPRECATED:
-        new = _DEPRECATED[name]
-        warnings.warn(f"{__name__}.{name} is deprecated; use {__name__}.{new}", DeprecationWarning, stacklevel=2)
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_names(__name__, globals(), {"TrainingConfig": "ClassifierConfig"})  # old names, for one release

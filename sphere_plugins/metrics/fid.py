@@ -197,8 +197,9 @@ def _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cac
     return extractor, f_real, f_fake
 
 
-def _record(metric, value, extractor, f_real, f_fake, real, seed, **extra) -> MetricRecord:
-    """A MetricRecord for a distance between feature sets (model and prior are left for the caller)."""
+def feature_record(metric: str, value: float, extractor: FeatureExtractor, f_real: np.ndarray, f_fake: np.ndarray,
+                   real: ImageSource, seed: int | None, **extra: object) -> MetricRecord:
+    """A MetricRecord for a value computed between two feature sets (model and prior are left for the caller)."""
     return MetricRecord(
         metric=metric,
         value=value,
@@ -238,7 +239,7 @@ def compute_fid(
         real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir
     )
     value = frechet_distance_from_features(f_real, f_fake)
-    return _record(fd_label(extractor), value, extractor, f_real, f_fake, real, seed)
+    return feature_record(fd_label(extractor), value, extractor, f_real, f_fake, real, seed)
 
 
 def compute_kid(
@@ -262,4 +263,4 @@ def compute_kid(
     )
     value = kernel_distance(f_real, f_fake, num_subsets, max_subset_size, seed)
     extra = {"num_subsets": num_subsets, "max_subset_size": max_subset_size}
-    return _record(kd_label(extractor), value, extractor, f_real, f_fake, real, seed, **extra)
+    return feature_record(kd_label(extractor), value, extractor, f_real, f_fake, real, seed, **extra)

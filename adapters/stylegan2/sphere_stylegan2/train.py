@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from sphere_plugins import checkpoint
 from sphere_plugins.data import load_images
+from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.latent import SphericalLatent
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.training.loop import make_accelerator as training_accelerator
@@ -268,13 +269,5 @@ def digits_images(resolution: int = 8) -> tuple[Tensor, Tensor]:
     return digits.images, digits.labels
 
 
-_DEPRECATED = {"TrainResult": "GANTrainResult", "make_accelerator": "gan_accelerator"}
-
-
-def __getattr__(name: str):
-    """Old names, kept for one release with a DeprecationWarning."""
-    if name in _DEPRECATED:
-        new = _DEPRECATED[name]
-        warnings.warn(f"{__name__}.{name} is deprecated; use {__name__}.{new}", DeprecationWarning, stacklevel=2)
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# old names, for one release
+__getattr__ = renamed_names(__name__, globals(), {"TrainResult": "GANTrainResult", "make_accelerator": "gan_accelerator"})
