@@ -3,10 +3,13 @@ classifier as FD-<name>), sample-count checks, and generator callables that metr
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -84,15 +87,13 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
     """FD, precision and recall (k = 3), density and coverage (k = 5) of n fake images against every real image,
     all from one computation of the features of each set; records (not yet added) in that order, each with
     `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
-    from sphere_plugins.metrics import density_coverage, precision_recall
     from sphere_plugins.metrics.fid import extract_features, feature_record, frechet_distance_from_features
 
     f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
     f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
     fd = feature_record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
                         f_fake, real, ctx.options.seed)
-    precision, recall = precision_recall(f_real, f_fake, k=PR_K)
-    density, coverage = density_coverage(f_real, f_fake, k=DC_K)
+    precision, recall, density, coverage = real_manifold(f_real).all(f_fake, pr_k=PR_K, dc_k=DC_K)
     records = [fd.to_dict()]
     for metric, value, k in (("precision", precision, PR_K), ("recall", recall, PR_K), ("density", density, DC_K),
                              ("coverage", coverage, DC_K)):
@@ -105,6 +106,25 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
         record["extra"].update(extra)
         record.update(fields)
     return records
+
+
+_MANIFOLDS: OrderedDict[str, Any] = OrderedDict()  # the real sets' k-NN radii, most recently used last
+
+
+def real_manifold(f_real: np.ndarray) -> Any:
+    """The real features' k-NN radii for PR_K and DC_K (a metrics.RealManifold), computed once per distinct real
+    feature set in this process: every cell of a suite meets the same real set, and its N x N distances are
+    most of the cost of precision/recall and density/coverage."""
+    from sphere_plugins.metrics import RealManifold
+
+    key = f"{f_real.shape}:{f_real.dtype}:{hashlib.blake2b(np.ascontiguousarray(f_real).tobytes()).hexdigest()}"
+    if key in _MANIFOLDS:
+        _MANIFOLDS.move_to_end(key)
+    else:
+        _MANIFOLDS[key] = RealManifold(f_real, ks=(PR_K, DC_K))
+        while len(_MANIFOLDS) > 4:
+            _MANIFOLDS.popitem(last=False)
+    return _MANIFOLDS[key]
 
 
 def fd_label_of(extractor: Any) -> str:

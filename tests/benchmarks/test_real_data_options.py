@@ -152,3 +152,22 @@ def test_sample_tables_show_fd_with_precision_and_recall(tiny_presets, cheap_fea
     samples = next(t for t in autoencoder["tables"] if t["title"].startswith("Decoders sampled"))
     rows = [line.strip("|").split("|") for line in samples["markdown"].splitlines()[2:]]
     assert len(rows) == 4 and all(cell.match(value.strip()) for row in rows for value in row[1:5])
+
+
+def test_the_real_sets_neighbour_radii_are_computed_once_per_real_feature_set(monkeypatch):
+    from sphere_plugins.metrics import manifold
+
+    from benchmarks import evaluation
+
+    built = []
+    original = manifold.RealManifold.__init__
+    monkeypatch.setattr(manifold.RealManifold, "__init__",
+                        lambda self, *args, **kwargs: (built.append(1), original(self, *args, **kwargs))[1])
+    monkeypatch.setattr(evaluation, "_MANIFOLDS", evaluation.OrderedDict())
+    rng = np.random.default_rng(0)
+    real, other = rng.standard_normal((50, 4)), rng.standard_normal((50, 4))
+    first = evaluation.real_manifold(real)
+    assert evaluation.real_manifold(real.copy()) is first and len(built) == 1  # equal values, another array
+    assert evaluation.real_manifold(other) is not first and len(built) == 2
+    fake = rng.standard_normal((40, 4))
+    assert first.all(fake) == evaluation.real_manifold(real).all(fake)

@@ -106,3 +106,30 @@ def test_evaluate_offers_precision_recall_density_coverage_on_one_feature_pass()
     far = evaluate(real, ImageSet(-images, None, "far", "mirrored"), ["precision", "recall", "density"],
                    features=_Flatten())
     assert [r.value for r in far] == [0.0, 0.0, 0.0]  # no point lies inside any ball of the other set
+
+
+def test_one_real_manifold_serves_many_fake_sets_with_the_functions_results():
+    rng = np.random.default_rng(2)
+    real = rng.standard_normal((200, 6))
+    reference = manifold.RealManifold(real, ks=(3, 5))
+    for shift in (0.0, 0.5, 2.0):
+        fake = rng.standard_normal((120, 6)) + shift
+        expected = (*precision_recall(real, fake, k=3), *density_coverage(real, fake, k=5))
+        assert reference.all(fake, pr_k=3, dc_k=5) == expected
+        assert reference.precision_recall(fake, 3) == expected[:2]
+        assert reference.density_coverage(fake, 5) == expected[2:]
+
+
+def test_the_hand_counted_cases_hold_through_a_real_manifold():
+    reference = manifold.RealManifold(REAL, ks=(1, 2))
+    assert reference.all(FAKE, pr_k=1, dc_k=2) == (0.75, 1.0, 0.625, 0.8)
+
+
+def test_a_real_manifold_refuses_a_k_it_did_not_prepare_and_a_fake_set_of_another_width():
+    reference = manifold.RealManifold(np.zeros((10, 3)), ks=(3,))
+    with pytest.raises(ValueError, match=r"k = 5 was not prepared; this RealManifold has ks \[3\]"):
+        reference.density_coverage(np.zeros((10, 3)), k=5)
+    with pytest.raises(ValueError, match="same width D, got 3 and 4"):
+        reference.precision_recall(np.zeros((10, 4)), k=3)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        manifold.RealManifold(np.zeros((10, 3)), ks=(0,))

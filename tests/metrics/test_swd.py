@@ -135,3 +135,15 @@ def test_images_smaller_than_the_neighbourhood_are_rejected():
     images = torch.zeros(4, 1, 6, 6)
     with pytest.raises(ValueError, match="7x7"):
         sliced_wasserstein_distance(images, images)
+
+
+def test_the_cpu_sort_gives_torch_sorts_values_ties_and_infinities_included():
+    from sphere_plugins.metrics.swd import _sorted_rows
+
+    x = torch.randn(5, 300, generator=torch.Generator().manual_seed(0))
+    x[0, :100] = 0.5  # ties
+    x[1, 7], x[1, 8] = float("inf"), float("-inf")
+    for dtype in (torch.float32, torch.float64):
+        got, again = _sorted_rows(x.to(dtype), x.to(dtype).flip(1))
+        expected = torch.sort(x.to(dtype), dim=1).values
+        assert got.dtype == dtype and torch.equal(got, expected) and torch.equal(again, expected)
