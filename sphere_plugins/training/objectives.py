@@ -23,7 +23,7 @@ from sphere_plugins.latent import centerize_spherize
 from sphere_plugins.loss import (SAELoss, SVAELoss, VAELoss, gaussian_kl, reconstruction_error, reparameterize,
                                  uniformity_loss)
 from sphere_plugins.models import ConvDecoder, ConvEncoder
-from sphere_plugins.priors import sample_prior
+from sphere_plugins.priors import redraw_degenerate, sample_prior
 from sphere_plugins.vmf import kl_to_uniform, sample_vmf
 from sphere_plugins.wrap import SphericalAutoencoder, check_latent_noise, module_device_dtype, wrap_autoencoder
 
@@ -199,9 +199,13 @@ class SVAEObjective(Objective):
 
     def sample(self, n: int, prior: str = "normal", generator: torch.Generator | None = None,
                **prior_params: Any) -> Tensor:
-        """Decode prior draws centerized and spherized onto the unit sphere."""
+        """Decode prior draws centerized and spherized onto the unit sphere; draws that centerize to zero
+        (discrete priors in low d) are redrawn, as the spherical autoencoder's wrapper does."""
         z_shape = None if self.z_dim is None else (self.z_dim,)
-        return self.decoder(centerize_spherize(self._prior_draw(n, z_shape, prior, generator, prior_params)))
+        z = redraw_degenerate(self._prior_draw(n, z_shape, prior, generator, prior_params),
+                              lambda k: self._prior_draw(k, z_shape, prior, generator, prior_params),
+                              what=f"prior {prior!r} with parameters {prior_params}")
+        return self.decoder(centerize_spherize(z))
 
 
 class AEObjective(Objective):

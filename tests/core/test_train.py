@@ -120,6 +120,24 @@ def test_svae_samples_decode_centered_unit_vectors():
     torch.testing.assert_close(decoder.seen, expected)
 
 
+def test_svae_redraws_prior_draws_that_centerize_to_zero():
+    # Poisson(0.3) in d = 6 gives a constant vector ~17% of the time; the standard-scale autoencoder suite
+    # once stopped on one such draw from Poisson(1) in d = 10.
+    raw = sample_prior("poisson", (64, 6), generator=torch.Generator().manual_seed(4), rate=0.3)
+    assert (centerize(raw).norm(dim=1) == 0).sum() >= 3
+    decoder = _Recorder(6)
+    objective = SVAEObjective(ConvEncoder(z_dim=6, width=8, extra=1), decoder)
+    objective.sample(64, "poisson", generator=torch.Generator().manual_seed(4), rate=0.3)
+    assert torch.isfinite(decoder.seen).all()
+    torch.testing.assert_close(decoder.seen.norm(dim=1), torch.ones(64))
+
+
+def test_svae_sampling_names_the_prior_when_every_draw_is_degenerate():
+    objective = SVAEObjective(ConvEncoder(z_dim=6, width=8, extra=1), _Recorder(6))
+    with pytest.raises(ValueError, match="prior 'poisson'"):
+        objective.sample(4, "poisson", generator=torch.Generator().manual_seed(4), rate=1e-12)
+
+
 def test_spherical_autoencoder_samples_decode_codes_on_its_sphere():
     decoder = _Recorder(6)
     objective = SAEObjective(wrap_autoencoder((ConvEncoder(z_dim=6, width=8), decoder), z_shape=(6,)))
