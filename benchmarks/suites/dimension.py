@@ -15,6 +15,7 @@ from benchmarks.context import Context
 from benchmarks.evaluation import feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
 from benchmarks.plots import pyplot
+from sphere_plugins.metrics import fd_label
 
 NAME = "dimension"
 DESCRIPTION = "spherical autoencoder vs VAE and S-VAE across d_z: samples, code geometry and the options"
@@ -110,7 +111,7 @@ def run(ctx: Context) -> None:
     if not ctx.is_main:
         return
     report(ctx, s, results, extractor, data_name)
-    figures(ctx, s, results, models, test)
+    figures(ctx, s, results, models, test, fd_label(extractor))
 
 
 def plan(s: dict) -> list[tuple[str, int, dict]]:
@@ -295,8 +296,6 @@ def _label(kind: str, d: int, s: dict, tag: str = "") -> str:
 
 
 def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str) -> None:
-    from sphere_plugins.metrics import fd_label
-
     fd = fd_label(extractor)
     net = getattr(extractor, "description", extractor.name)
     common = {"feature_network": net, "data": data_name}
@@ -384,7 +383,7 @@ def options_report(ctx: Context, s: dict, results: dict, fd: str, common: dict) 
     return meets
 
 
-def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any) -> None:
+def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any, fd: str) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(PRIORS), figsize=(3.3 * len(PRIORS), 3.2), sharey=True)
     for ax, prior in zip(axes, PRIORS):
@@ -400,9 +399,9 @@ def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any) -> No
         ax.set_yscale("log")
         ax.set_xlabel("d_z")
         ax.set_title(f"{prior} prior", fontsize=9)
-    axes[0].set_ylabel("sample FD")
+    axes[0].set_ylabel(f"sample {fd}")
     axes[0].legend(fontsize=7)
-    ctx.figure(fig, "sample_fd.png", "Sample FD against d_z per method and prior (fitted priors dashed).")
+    ctx.figure(fig, "sample_fd.png", f"Sample {fd} against d_z per method and prior (fitted priors dashed).")
     _histograms(ctx, s, models, test)
 
 

@@ -35,6 +35,8 @@ def test_dimension_suite_writes_records_tables_and_figures(tiny_presets, cheap_f
     assert "Code geometry" in table and "Options of the spherical autoencoder" in table
     assert {f["file"] for f in results["figures"]} == {"sample_fd.png", "code_distances.png"}
     assert all((tmp_path / "dimension" / f["file"]).read_bytes()[:4] == b"\x89PNG" for f in results["figures"])
+    caption = next(f["caption"] for f in results["figures"] if f["file"] == "sample_fd.png")
+    assert "FD-pixel-projection" in caption  # the figure names the features its distances come from
     assert run_cli(["dimension", "--out", str(tmp_path)]) == 0  # every training and metric comes from the cache
     again = json.loads((tmp_path / "dimension" / "results.json").read_text())
     assert {v["status"] for v in again["parts"].values()} == {"cached"}
