@@ -14,6 +14,7 @@ from typing import Any
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 from sphere_plugins.schemes import spec_value
 DATA_SPECS = ("digits",)
+DATA_HELP = "'digits', 'fashion-mnist[:PATH][:train|:test]', 'mnist:PATH[:train|:test]' or 'folder:PATH'"
 
 
 class UsageError(Exception):
@@ -99,6 +100,28 @@ def check_spec(spec: str, argument: str = "SPEC") -> None:
     examples = ", ".join(s.example for s in schemes.values())
     raise UsageError(f"{argument} {spec!r} is neither a model spec 'scheme:rest' of a loaded plugin nor an existing "
                      f"path; examples: {examples}")
+
+
+def is_data_spec(text: str) -> bool:
+    """A data set spec that load_images reads (digits, an idx data set, an image folder), not a model."""
+    from sphere_plugins.data import IDX_DATASETS
+
+    return text in DATA_SPECS or text.startswith("folder:") or text.partition(":")[0] in IDX_DATASETS
+
+
+def check_data(spec: str, argument: str = "--data") -> None:
+    """An idx data set's files are read and checked now, so a missing or corrupt file stops before any work."""
+    from sphere_plugins.data import IDX_DATASETS, parse_idx_spec
+    from sphere_plugins.errors import DataFileError
+    from sphere_plugins.idx import read_split
+
+    if spec.partition(":")[0] not in IDX_DATASETS:
+        return
+    dataset, folder, split = parse_idx_spec(spec)
+    try:
+        read_split(folder, split, dataset)
+    except (DataFileError, OSError, ValueError) as error:
+        raise UsageError(f"{argument} {spec!r}: {error}") from None
 
 
 def check_out(path: str) -> Path:

@@ -12,9 +12,10 @@ from sphere_plugins.cli import common
 HELP = """examples:
   sphere-plugins evaluate folder:data/real samples/
   sphere-plugins evaluate digits stylegan2:run/model --prior chi2 --n 1000
+  sphere-plugins evaluate fashion-mnist:test fmnist-sae/ --n 2000 --metric fd --metric precision --metric recall
   sphere-plugins evaluate real/ fake/ --features digits-cnn --metric fd --json-out fd.json
-REAL and FAKE are image folders ('folder:PATH' or a path; sub-folders are classes), data specs ('digits'),
-or a model spec sampled with --prior and --n. Without the Inception file
+REAL and FAKE are image folders ('folder:PATH' or a path; sub-folders are classes), data specs ('digits',
+'fashion-mnist[:test]', 'mnist:PATH'), or a model spec sampled with --prior and --n. Without the Inception file
 (inception-2015-12-05.pt, see --inception-dir) the distances are FD/KD on an offline network, named in
 the output: a classifier trained on REAL's classes, else one trained on scikit-learn's digits."""
 
@@ -41,7 +42,8 @@ def add_parser(commands) -> None:
 
 
 def _kind(source: str, argument: str) -> str:
-    if source in common.DATA_SPECS or source.startswith("folder:"):
+    if common.is_data_spec(source):
+        common.check_data(source, argument)
         return "data"
     if os.path.isdir(os.path.expanduser(source)):
         from sphere_plugins.schemes import WRAPPER_CONFIG
@@ -63,7 +65,7 @@ def check(args: argparse.Namespace) -> None:
 
 def _source(text: str, kind: str, args: argparse.Namespace):
     if kind == "data":
-        return text if text in common.DATA_SPECS or text.startswith("folder:") else f"folder:{text}"
+        return text if common.is_data_spec(text) else f"folder:{text}"
     import torch
 
     wrapper = common.load_wrapped_generator(text, args, {})

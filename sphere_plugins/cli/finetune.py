@@ -9,6 +9,7 @@ from sphere_plugins.cli import common
 HELP = """examples:
   sphere-plugins finetune diffusers:tiny-vae --option scaling_factor=1.0 --data digits --steps 400 --out vae-sae/
   sphere-plugins finetune builtin:tiny-ae --data folder:images/ --steps 2000 --batch 64 --out sae/
+  sphere-plugins finetune builtin:tiny-ae --data fashion-mnist --steps 3000 --out fmnist-sae/ --compile
   sphere-plugins finetune diffusers:path/to/vae --data folder:images/ --steps 1000 --out vae-sae/   # again: resumes
 The result loads with sphere_plugins.load_model("vae-sae/"); checkpoints go to OUT/checkpoints, and a
 second run with more --steps continues from the latest one (accelerate launch works too)."""
@@ -19,7 +20,8 @@ def add_parser(commands) -> None:
                                  epilog=HELP, description="Train an autoencoder on reconstruction alone with its "
                                  "codes on the sphere, then save it with save_pretrained to --out.")
     parser.add_argument("spec", metavar="SPEC", help="autoencoder spec 'scheme:rest' or a path")
-    parser.add_argument("--data", required=True, help="'digits' or 'folder:PATH' (images in any format PIL reads)")
+    parser.add_argument("--data", required=True, help=f"{common.DATA_HELP} (a folder: images in any format PIL "
+                        "reads); resized to what the model decodes")
     parser.add_argument("--steps", type=int, required=True, help="optimizer steps in total (a resumed run included)")
     parser.add_argument("--out", required=True, help="folder for the result and its checkpoints")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
@@ -29,6 +31,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--resolution", type=int, help="image size (default: what the model decodes)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the model's)")
     parser.add_argument("--option", action="append", metavar="K=V", help="a load_model option of the spec")
+    parser.add_argument("--compile", action="store_true",
+                        help="run forward and backward through torch.compile (pays off on GPUs; compiling takes seconds)")
     parser.add_argument("--prior", default="normal", help="the saved wrapper's default prior (default normal)")
     common.add_common(parser)
     parser.set_defaults(check=check, run=run)
@@ -40,8 +44,9 @@ def check(args: argparse.Namespace) -> None:
             raise common.UsageError(f"--{name} must be a positive int, got {getattr(args, name)}")
     if not args.lr > 0:
         raise common.UsageError(f"--lr must be positive, got {args.lr}")
-    if not (args.data == "digits" or args.data.startswith("folder:")):
-        raise common.UsageError(f"--data must be 'digits' or 'folder:PATH', got {args.data!r}")
+    if not common.is_data_spec(args.data):
+        raise common.UsageError(f"--data must be {common.DATA_HELP}, got {args.data!r}")
+    common.check_data(args.data)
     args.options = common.pairs(args.option, "--option")
     common.check_prior(args.prior, {})
     common.check_spec(args.spec)
@@ -60,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         shape = wrapper.sample(1, generator=torch.Generator().manual_seed(0)).shape
     config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, checkpoint_dir=str(args.out_dir / "checkpoints"),
-                         resume=True, log_path=str(args.out_dir / "log.jsonl"), cpu=args.device == "cpu")
+                         resume=True, log_path=str(args.out_dir / "log.jsonl"), cpu=args.device == "cpu",
+                         compile=args.compile)
     result = finetune_autoencoder_to_sae(wrapper, args.data, config, resolution=args.resolution or shape[-1],
                                          channels=args.channels or shape[1])
     result.objective.wrapper.save_pretrained(args.out_dir)

@@ -5,7 +5,6 @@ density/coverage from one set of features."""
 from __future__ import annotations
 
 import re
-import struct
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,25 +13,6 @@ import torch
 
 from benchmarks.common import Options
 from benchmarks.run import EXIT_BAD_INPUT, parse_options
-
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-def write_idx(folder, counts=(12, 8), seed=0) -> dict:
-    """Four plain idx files (uint8 images [N, 28, 28] and labels [N]) written by hand; returns the pixels."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = {}
-    for split, n in zip(FILES, counts):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images_name, labels_name = FILES[split]
-        (folder / images_name).write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", n, 28, 28) + images.tobytes())
-        (folder / labels_name).write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", n) + labels.tobytes())
-        pixels[split] = images
-    return pixels
-
 
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
@@ -59,21 +39,22 @@ def test_a_missing_folder_exits_2(run_cli, capsys, tmp_path):
     assert "does not exist" in error_line(capsys)
 
 
-def test_a_truncated_idx_file_exits_2_before_any_training(tiny_presets, cheap_features, run_cli, capsys, tmp_path):
+def test_a_truncated_idx_file_exits_2_before_any_training(tiny_presets, cheap_features, run_cli, capsys, tmp_path,
+                                                         idx_folder):
     folder = tmp_path / "fmnist"
-    write_idx(folder)
-    test_images = folder / FILES["test"][0]
+    idx_folder(folder)
+    test_images = folder / "t10k-images-idx3-ubyte"
     test_images.write_bytes(test_images.read_bytes()[:-100])
     assert run_cli(["sampling", "--data", f"fashion-mnist:{folder}", "--out", str(tmp_path / "r")]) == EXIT_BAD_INPUT
     line = error_line(capsys)
-    assert FILES["test"][0] in line and "truncated" in line
+    assert "t10k-images-idx3-ubyte" in line and "truncated" in line
     assert not (tmp_path / "r" / "cache").exists()
 
 
-def test_idx_data_trains_on_the_train_split_and_measures_against_the_test_split(tmp_path):
+def test_idx_data_trains_on_the_train_split_and_measures_against_the_test_split(tmp_path, idx_folder):
     from benchmarks.inputs import check_inputs, load_splits
 
-    pixels = write_idx(tmp_path / "mnist")
+    pixels = idx_folder(tmp_path / "mnist")
     options = Options(suites=["autoencoder"], data=f"mnist:{tmp_path / 'mnist'}")
     check_inputs(options)
     splits = load_splits(options, resolution=32, n_test=5)

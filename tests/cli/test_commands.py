@@ -109,6 +109,34 @@ def test_finetune_saves_a_loadable_spherical_autoencoder_and_resumes(tmp_path):
     assert sae.encode(x).norm(dim=1).allclose(torch.full((2,), 10**0.5), rtol=1e-4)
 
 
+def test_finetune_reads_an_idx_data_set_and_compiles_on_request(tmp_path, idx_folder):
+    idx_folder(tmp_path / "fmnist", counts=(24, 8))
+    out = tmp_path / "sae"
+    result = cli("finetune", "builtin:tiny-ae", "--data", f"fashion-mnist:{tmp_path / 'fmnist'}", "--steps", "1",
+                 "--batch", "8", "--compile", "--out", out)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["final_step"] == 1 and record["options"]["compile"] is True
+    assert record["options"]["data"] == f"fashion-mnist:{tmp_path / 'fmnist'}"
+    assert load_model(out).encode(torch.rand(2, 1, 16, 16) * 2 - 1).norm(dim=1).allclose(
+        torch.full((2,), 10**0.5), rtol=1e-4)
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_a_missing_or_truncated_idx_file_stops_before_any_work(command, tmp_path, idx_folder):
+    idx_folder(tmp_path / "fmnist")
+    images = tmp_path / "fmnist" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-50])
+    for spec, message in ((f"fashion-mnist:{tmp_path / 'fmnist'}", "truncated"),
+                          (f"mnist:{tmp_path / 'absent'}", "copy MNIST's four idx files there")):
+        args = (["finetune", "builtin:tiny-ae", "--data", spec, "--steps", "1"] if command == "finetune"
+                else ["evaluate", spec, "builtin:tiny-ae", "--n", "4"])
+        result = cli(*args, "--out" if command == "finetune" else "--json-out", tmp_path / "out")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr and spec in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
 def test_convert_writes_a_folder_that_loads_to_the_same_network(tmp_path):
     from sphere_stylegan2.loader import save_nvlabs_pickle
 
