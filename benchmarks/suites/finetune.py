@@ -31,15 +31,16 @@ VARIANTS = (("VAE (before)", "before", False), ("VAE, latents on the sphere (no 
 PRESETS = {
     "quick": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
               "pretrain_steps": 400, "steps": 200, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 2000,
-              "held_out": 0.2, "n_test": 2000, "limit": None},
+              "held_out": 0.2, "n_test": 2000, "limit": None, "components": 10, "fit_codes": 2000},
     "standard": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
                  "pretrain_steps": 1500, "steps": 750, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 5000,
-                 "held_out": 0.2, "n_test": 5000, "limit": None},
+                 "held_out": 0.2, "n_test": 5000, "limit": None, "components": 10, "fit_codes": 5000},
     "paper": {"resolution": 32, "blocks": [64, 128, 128], "latent_channels": 4, "norm_groups": 32,
               "pretrain_steps": 20000, "steps": 5000, "batch": 128, "lr": 1e-4, "beta": 1.0, "n_samples": 10000,
-              "held_out": 0.2, "n_test": 10000, "limit": None},
+              "held_out": 0.2, "n_test": 10000, "limit": None, "components": 10, "fit_codes": 10000},
 }
 SMOKE = {"resolution": 16, "pretrain_steps": 200, "steps": 100, "n_samples": 500}
+FITTED_LABEL = "fine-tuned spherical autoencoder, prior fitted to its codes"
 
 
 def settings(ctx: Context) -> dict:
@@ -183,7 +184,13 @@ def run(ctx: Context) -> None:
         results[variant] = ctx.cached(f"metrics-{weights}-{'sphere' if sphere else 'raw'}", part_key,
                                       lambda: evaluate(ctx, s, models[weights], sphere, options, data, test, extractor,
                                                        lpips, f"{variant}: {label}"))
+    fit_key = {**key, "finetune_steps": s["steps"], "fitted": "gmm", "components": s["components"],
+               "fit_codes": s["fit_codes"], "n": s["n_samples"], "real": data.description, "metrics": QUALITY_METRICS,
+               "features": getattr(extractor, "fingerprint", extractor.name)}
+    fitted = ctx.cached("metrics-after-fitted", fit_key, lambda: evaluate_fitted(
+        ctx, s, after, train_images, data, extractor, f"{FITTED_LABEL}: {label}"))
     report(ctx, s, results, label)
+    fitted_report(ctx, s, results, fitted)
     prior_quality_figure(ctx, results, "Decoder samples before and after fine-tuning: precision vs recall (k = 3) "
                          "and density vs coverage (k = 5); colour = row, marker = prior.")
     figures(ctx, models, options, test)
@@ -210,6 +217,37 @@ def evaluate(ctx: Context, s: dict, vae: nn.Module, sphere: bool, options: dict,
                                  data=data.description, extra={"measured_on": "decoder samples from the prior",
                                                                "latents_on_sphere": sphere})
     return {"reconstruction": records, "samples": samples}
+
+
+def evaluate_fitted(ctx: Context, s: dict, wrapper: Any, train_images: Tensor, data: Any, extractor: Any,
+                    model: str) -> list:
+    """Decoder samples of the fine-tuned wrapper from a Gaussian mixture fitted to the codes of training images
+    (the dimension study's recommended option; reconstruction is unchanged, the mixture is fitted afterwards)."""
+    wrapper.fit_prior(train_images[: s["fit_codes"]].to(ctx.device), kind="gmm", components=s["components"],
+                      seed=ctx.options.seed)
+    draws = generator_seed(ctx, "finetune-samples-fitted")
+    fake = clamped(lambda b: wrapper.sample(b, prior="fitted", generator=draws), ctx.device)
+    return sample_quality(ctx, data, fake, extractor, s["n_samples"], prior="fitted", model=model,
+                          data=data.description, extra={"measured_on": "decoder samples from the fitted prior",
+                                                        "latents_on_sphere": True, "components": s["components"],
+                                                        "fit_codes": s["fit_codes"]})
+
+
+def fitted_report(ctx: Context, s: dict, results: dict, fitted: list) -> None:
+    """The fine-tuned decoder sampled from the normal prior and from the fitted mixture, side by side."""
+    for record in fitted:
+        ctx.add_record(record)
+    plain = by_metric(results[VARIANTS[2][0]]["samples"]["normal"])
+    mixture = by_metric(fitted)
+    fd_name = plain["FD"]["metric"]
+    rows = [[f"{VARIANTS[2][0]}, normal prior", *(plain[m]["value"] for m in ("FD", "precision", "recall"))],
+            [f"{FITTED_LABEL} (Gaussian mixture, K = {s['components']})",
+             *(mixture[m]["value"] for m in ("FD", "precision", "recall"))]]
+    ctx.table("The fine-tuned decoder sampled from a prior fitted to its codes",
+              markdown_table(["sampled from", fd_name, f"precision (k = {PR_K})", f"recall (k = {PR_K})"], rows),
+              f"The mixture is fitted after fine-tuning to the codes of {s['fit_codes']} training images "
+              f"(`fit_prior(images, kind='gmm', components={s['components']})`, then `sample(n, prior='fitted')`); "
+              f"{s['n_samples']} samples each.")
 
 
 def report(ctx: Context, s: dict, results: dict, label: str) -> None:

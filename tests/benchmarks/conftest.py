@@ -19,7 +19,7 @@ TINY_AUTOENCODER = {"resolution": 8, "z_dim": 4, "width": 4, "steps": 3, "batch"
                     "held_out": 0.2, "n_test": None, "tsne_points": 40, "limit": 150}
 TINY_FINETUNE = {"resolution": 8, "blocks": [8, 8], "latent_channels": 2, "norm_groups": 4, "pretrain_steps": 2,
                  "steps": 2, "batch": 8, "lr": 1e-3, "beta": 1.0, "n_samples": 20, "held_out": 0.2, "n_test": None,
-                 "limit": 150}
+                 "limit": 150, "components": 2, "fit_codes": 40}
 
 TINY_DIMENSION = {"resolution": 8, "width": 8, "steps": 3, "batch": 8, "lr": 1e-3, "dims": [4, 8, 16, 32],
                   "svae_max_dim": 8, "option_dims": [4, 32], "components": 2, "fit_codes": 60, "fit_iter": 5,

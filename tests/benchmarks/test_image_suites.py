@@ -85,6 +85,14 @@ def test_finetune_suite_reports_before_and_after(tiny_presets, cheap_features, r
                         "fine-tuned spherical autoencoder (after)"}
     assert mse["VAE (before)"] != mse["fine-tuned spherical autoencoder (after)"]
     assert len(results["tables"][0]["markdown"].splitlines()) == 2 + 3
+    fitted = [r for r in results["records"] if r["prior"] == "fitted"]
+    assert [r["metric"] for r in fitted][1:3] == ["precision", "recall"]
+    assert all(r["model"].startswith("fine-tuned spherical autoencoder, prior fitted") for r in fitted)
+    assert fitted[0]["extra"]["components"] == 2 and fitted[0]["n_samples"] == 20
+    plain_fd = next(r["value"] for r in results["records"] if r["prior"] == "normal" and r["metric"] == fitted[0]["metric"]
+                    and r["model"].startswith("fine-tuned spherical autoencoder (after)"))
+    assert fitted[0]["value"] != plain_fd  # drawn from the mixture, not from the normal prior
+    assert "prior fitted to its codes" in results["tables"][1]["markdown"]
     assert pngs_exist(tmp_path, "finetune", results)
 
 
