@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchmarkError, Options
+from sphere_plugins.data import idx_dataset
 from sphere_plugins.plugins import example_models, model_schemes
 
 
@@ -60,14 +61,6 @@ def check_device(device: str) -> None:
 DATA_SPECS = "'fashion-mnist', 'fashion-mnist:PATH', 'mnist:PATH', 'digits' or 'folder:PATH'"
 
 
-def idx_dataset(spec: str) -> str | None:
-    """'fashion-mnist' or 'mnist' when the data spec names one of those idx data sets, else None."""
-    from sphere_plugins.data import IDX_DATASETS
-
-    name = spec.partition(":")[0]
-    return name if name in IDX_DATASETS else None
-
-
 def check_data_spec(spec: str, resolution: int | None) -> None:
     """A data spec whose files are all there and sound: an idx data set (both splits read and checked, so a
     missing or truncated file stops the run before any training), 'digits', or 'folder:PATH' naming a readable
@@ -103,18 +96,17 @@ def check_data_spec(spec: str, resolution: int | None) -> None:
 def check_idx_spec(spec: str) -> None:
     """Both splits of an idx data set spec ('fashion-mnist[:PATH][:train|:test]') read and checked; the split
     named in the spec is ignored, since the benchmarks train on the train split and measure on the test split."""
-    from sphere_plugins.data import parse_idx_spec
-    from sphere_plugins.idx import SPLITS, read_split
+    from sphere_plugins.data import check_idx_files, parse_idx_spec
+    from sphere_plugins.idx import SPLITS
 
     dataset, folder, _ = parse_idx_spec(spec)
     if spec.partition(":")[2] and not folder.is_dir():
         raise BenchmarkError(f"--data {spec!r}: the folder {str(folder)!r} does not exist; expected a folder "
                              f"holding {dataset}'s four idx files (train-images-idx3-ubyte[.gz], ...)")
-    for split in SPLITS:
-        try:
-            read_split(folder, split, dataset)
-        except (OSError, ValueError) as error:
-            raise BenchmarkError(f"--data {spec!r}: {error}") from None
+    try:
+        check_idx_files(spec, SPLITS)
+    except (OSError, ValueError) as error:
+        raise BenchmarkError(f"--data {spec!r}: {error}") from None
 
 
 def check_model_spec(spec: str, suites: list[str]) -> None:

@@ -181,6 +181,22 @@ def parse_idx_spec(spec: str) -> tuple[str, Path, str]:
     return dataset, Path(rest).expanduser() if rest else data_folder(dataset), split
 
 
+def idx_dataset(spec: str) -> str | None:
+    """'fashion-mnist' or 'mnist' when the data spec names one of those idx data sets, else None."""
+    name = spec.partition(":")[0]
+    return name if name in IDX_DATASETS else None
+
+
+def check_idx_files(spec: str, splits: Sequence[str] | None = None) -> None:
+    """Read and check the idx files of an idx data set spec: the split it names, or each of `splits`. A missing,
+    truncated or corrupt file raises DataFileError (or OSError) naming it, before any work uses the data."""
+    from sphere_plugins.idx import read_split
+
+    dataset, folder, split = parse_idx_spec(spec)
+    for name in splits or (split,):
+        read_split(folder, name, dataset)
+
+
 def _load_idx(spec: str, resolution: int | None, channels: int | None, limit: int | None, pad: int) -> ImageSet:
     """A split of Fashion-MNIST or MNIST from its idx files, as pixel / 127.5 - 1."""
     from sphere_plugins.idx import CLASS_NAMES, read_split

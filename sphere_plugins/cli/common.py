@@ -104,23 +104,20 @@ def check_spec(spec: str, argument: str = "SPEC") -> None:
 
 def is_data_spec(text: str) -> bool:
     """A data set spec that load_images reads (digits, an idx data set, an image folder), not a model."""
-    from sphere_plugins.data import IDX_DATASETS
+    from sphere_plugins.data import idx_dataset
 
-    return text in DATA_SPECS or text.startswith("folder:") or text.partition(":")[0] in IDX_DATASETS
+    return text in DATA_SPECS or text.startswith("folder:") or idx_dataset(text) is not None
 
 
 def check_data(spec: str, argument: str = "--data") -> None:
     """An idx data set's files are read and checked now, so a missing or corrupt file stops before any work."""
-    from sphere_plugins.data import IDX_DATASETS, parse_idx_spec
-    from sphere_plugins.errors import DataFileError
-    from sphere_plugins.idx import read_split
+    from sphere_plugins.data import check_idx_files, idx_dataset
 
-    if spec.partition(":")[0] not in IDX_DATASETS:
+    if idx_dataset(spec) is None:
         return
-    dataset, folder, split = parse_idx_spec(spec)
     try:
-        read_split(folder, split, dataset)
-    except (DataFileError, OSError, ValueError) as error:
+        check_idx_files(spec)
+    except (OSError, ValueError) as error:
         raise UsageError(f"{argument} {spec!r}: {error}") from None
 
 

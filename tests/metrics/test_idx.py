@@ -139,3 +139,16 @@ def test_fashion_mnist_default_is_the_train_split():
     data = load_images("fashion-mnist", limit=3)
     labels = np.frombuffer(gzip.decompress((DEBIAN / "train-labels-idx1-ubyte.gz").read_bytes())[8:], np.uint8)
     assert len(labels) == 60000 and data.labels.tolist() == labels[:3].tolist()
+
+
+def test_check_idx_files_reads_the_named_split_or_each_given_one(tmp_path, idx_folder):
+    from sphere_plugins.data import check_idx_files
+    from sphere_plugins.errors import DataFileError
+
+    idx_folder(tmp_path)
+    test_images = tmp_path / "t10k-images-idx3-ubyte"
+    test_images.write_bytes(test_images.read_bytes()[:-10])
+    check_idx_files(f"fashion-mnist:{tmp_path}")  # the train split, which is sound
+    for spec, splits in ((f"fashion-mnist:{tmp_path}:test", None), (f"fashion-mnist:{tmp_path}", ("train", "test"))):
+        with pytest.raises(DataFileError, match="t10k-images-idx3-ubyte"):
+            check_idx_files(spec, splits)
