@@ -152,3 +152,42 @@ def test_many_good_half_precision_vectors_pass_the_check():
     # Thousands of log-scales summed in float16 would overflow; the check must not call them bad.
     z = torch.randn(20000, 8).half()
     assert torch.isfinite(centerize_spherize(z)).all()
+
+
+def test_reused_layer_norm_weights_give_each_radius_and_shape_its_own_values():
+    # The kernel keeps its constant weight between calls: a cached weight must never leak into a call
+    # with another radius, shape, dtype or device.
+    g = torch.Generator().manual_seed(3)
+    for radius, shape, dtype in [(1.0, (4, 8), torch.float32), (2.0, (4, 8), torch.float32),
+                                 (1.0, (4, 2, 4), torch.float32), (1.0, (4, 8), torch.float64),
+                                 (2.0, (4, 8), torch.float32)]:
+        z = torch.randn(shape, generator=g, dtype=dtype)
+        out = centerize_spherize(z, radius)
+        assert torch.allclose(out.double(), reference(z, radius), atol=1e-5), (radius, shape, dtype)
+
+
+def test_weight_cache_stays_bounded():
+    z = torch.randn(2, 8)
+    for radius in range(1, 3 * fused._MAX_WEIGHTS):
+        centerize_spherize(z, float(radius))
+    assert 0 < len(fused._WEIGHTS) <= fused._MAX_WEIGHTS
+
+
+def test_a_weight_made_in_inference_mode_does_not_break_a_later_backward():
+    # An inference tensor cannot be saved for backward; the cache keeps the two modes apart.
+    z = torch.randn(3, 16)
+    with torch.inference_mode():
+        centerize_spherize(z, 1.25)
+    leaf = z.clone().requires_grad_()
+    centerize_spherize(leaf, 1.25).square().sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
+def test_weights_made_while_compiling_are_not_kept():
+    before = dict(fused._WEIGHTS)
+    compiled = torch.compile(lambda x: centerize_spherize(x, 0.75), backend="eager", fullgraph=False)
+    z = torch.randn(2, 6)
+    assert torch.allclose(compiled(z).double(), reference(z, 0.75), atol=1e-6)
+    added = [key for key in fused._WEIGHTS if key not in before]
+    assert all(type(fused._WEIGHTS[key]) is torch.Tensor for key in added)
+    assert not any(key[0] == (6,) and key[1] == 0.75 / 6 ** 0.5 for key in added)
