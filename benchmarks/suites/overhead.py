@@ -98,19 +98,23 @@ def compiled_constraint(z: torch.Tensor) -> torch.Tensor | None:
 
 def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, compiled: bool = False) -> list[dict]:
     """Median ms of z.clone(), the core's centerize_spherize(z) (checked and unchecked), the two calls
-    chained, the two-read reference formula, and with `compiled` the opt-in compiled kernel, per shape."""
+    chained, layer norm's kernel alone (the floor of the core's eager path), the two-read reference formula,
+    and with `compiled` the opt-in compiled kernel, per shape."""
     from sphere_plugins import centerize, centerize_spherize, spherize
 
     rows = []
     generator = torch.Generator().manual_seed(seed)
     for shape in shapes:
         z = torch.randn(shape, generator=generator).to(device)
+        vector_shape = z.shape[1:]
+        weight = torch.full(vector_shape, z[0].numel() ** -0.5, device=device)
         with torch.no_grad():
             times = interleaved_times({
                 "copy": lambda: z.clone(),
                 "c+s": lambda: centerize_spherize(z, 1.0),
                 "c+s unchecked": lambda: centerize_spherize(z, 1.0, check=False),
                 "chained": lambda: spherize(centerize(z), 1.0),
+                "layer norm kernel": lambda: torch.native_layer_norm(z, vector_shape, weight, None, 0.0),
                 "two-read formula": lambda: centerize_spherize_two_reads(z),
                 **({"compiled kernel": lambda: compiled_constraint(z)}
                    if compiled and compiled_constraint(z) is not None else {}),
@@ -120,6 +124,7 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, co
                      "ratio": median_ratio(times, "c+s", "copy"),
                      "ratio_unchecked": median_ratio(times, "c+s unchecked", "copy"),
                      "ratio_chained": median_ratio(times, "chained", "copy"),
+                     "ratio_kernel": median_ratio(times, "layer norm kernel", "copy"),
                      "ratio_two_reads": median_ratio(times, "two-read formula", "copy"),
                      "ratio_compiled": (median_ratio(times, "compiled kernel", "copy") if "compiled kernel" in times
                                         else None)})
@@ -239,19 +244,24 @@ def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], 
     for r in copy_rows:
         ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s["repeats"], shape=r["shape"],
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
-                   chained_ratio=r["ratio_chained"], two_read_formula_ratio=r["ratio_two_reads"],
+                   chained_ratio=r["ratio_chained"], kernel_ratio=r.get("ratio_kernel"),
+                   two_read_formula_ratio=r["ratio_two_reads"],
                    compiled_kernel_ratio=r.get("ratio_compiled"))
         ctx.target(f"centerize+spherize, shape {r['shape']}", f"<= {COPY_TARGET:g}x a copy", f"{r['ratio']:.2f}x "
                    f"(unchecked {r['ratio_unchecked']:.2f}x)", r["ratio"] <= COPY_TARGET)
     ctx.table("centerize + spherize vs one tensor copy (z.clone())",
               markdown_table(["shape", "MiB", "copy ms", "c+s ms", "c+s / copy", "unchecked / copy",
-                              "chained / copy", "two-read formula / copy", "compiled kernel / copy"],
+                              "chained / copy", "layer norm kernel / copy", "two-read formula / copy",
+                              "compiled kernel / copy"],
                              [["x".join(map(str, r["shape"])), r["megabytes"], r["copy_ms"], r["c+s_ms"], r["ratio"],
-                               r["ratio_unchecked"], r["ratio_chained"], r["ratio_two_reads"],
+                               r["ratio_unchecked"], r["ratio_chained"], r.get("ratio_kernel", "n/a"),
+                               r["ratio_two_reads"],
                                "n/a" if r.get("ratio_compiled") is None else r["ratio_compiled"]]
                               for r in copy_rows]),
               "c+s = the core's centerize_spherize(z), what the wrappers run, with its NaN/zero-norm check; "
-              "'unchecked' passes check=False; 'chained' is spherize(centerize(z)), two public calls. "
+              "'unchecked' passes check=False; 'chained' is spherize(centerize(z)), two public calls; "
+              "'layer norm kernel' is torch.native_layer_norm with a prepared weight, the kernel c+s runs without "
+              "its call's checks and set-up: the floor of the eager path, so c+s minus it is the call's own cost. "
               "The two-read formula is a reference written here (mean and norm in two reads, one fused write), "
               "to show how close to a copy the operation can get; it is not what the core runs. 'compiled kernel' "
               "is the core's opt-in torch.compile kernel (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), timed here at every "
