@@ -17,6 +17,7 @@ from typing import Any
 from benchmarks.common import Options
 from sphere_plugins.checkpoint import latest_checkpoint, load_checkpoint
 from sphere_plugins.files import atomic_path
+from sphere_plugins.metrics.record import MetricRecord, library_versions
 
 # Bump when a change makes earlier cached parts wrong; it is part of every cache key.
 CACHE_VERSION = 1
@@ -85,8 +86,6 @@ class Context:
     """What a suite uses to cache parts and record its outputs; `write()` saves them."""
 
     def __init__(self, options: Options, suite: str, description: str, processes: Processes | None = None):
-        from sphere_plugins.metrics.record import library_versions
-
         self.options = options
         self.suite = suite
         self.description = description
@@ -171,8 +170,6 @@ class Context:
     # outputs -------------------------------------------------------------------------------------------
     def record(self, metric: str, value: float, **fields: Any) -> dict[str, Any]:
         """Add one labelled number: metric, value, feature network, n, seed, prior, model, data, extra."""
-        from sphere_plugins.metrics.record import MetricRecord
-
         extra = fields.pop("extra", {})
         known = {k: fields.pop(k) for k in ("feature_network", "n_samples", "seed", "prior", "model", "data")
                  if k in fields}

@@ -11,25 +11,28 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from benchmarks.common import BenchmarkError
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
+from sphere_plugins import metrics
+from sphere_plugins.errors import MissingWeightsError
+from sphere_plugins.metrics import (LPIPS, RealManifold, compute_fid, compute_lpips, compute_mse, compute_swd,
+                                    fd_label)
+from sphere_plugins.metrics.fid import extract_features, feature_record, frechet_distance_from_features
 
 
 def feature_network(ctx: Context, real: Any) -> Any:
     """clean-fid's Inception when its weight file is present, else the classifier trained (and cached) on the
     labelled data; a note says which. Unlabelled data without Inception is a clear error."""
-    from sphere_plugins.errors import MissingWeightsError
-    from sphere_plugins.metrics import fd_label, resolve_features
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             # The suites train their offline network on the data's own labels, never a stand-in network.
             features = "auto" if getattr(real, "labels", None) is not None else "inception"
-            extractor = resolve_features(features, real, device=ctx.device, cache_dir=ctx.cache_dir)
+            extractor = metrics.resolve_features(features, real, device=ctx.device, cache_dir=ctx.cache_dir)
         except MissingWeightsError as error:
             raise BenchmarkError(f"{error} Without it, FD needs labelled data (digits, or a folder with one "
                                  "sub-folder per class) to train the offline feature network") from None
@@ -69,8 +72,6 @@ def clamped(sample: Callable[[int], Tensor], device: str) -> Callable[[int], Ten
 
 def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields: Any) -> dict:
     """FD (or FID) of n fake images against every real image, as a record dict (not yet added)."""
-    from sphere_plugins.metrics import compute_fid
-
     record = compute_fid(real, fake, features=extractor, n_fake=n, device=ctx.device, batch_size=250,
                          seed=ctx.options.seed, cache_dir=ctx.cache_dir).to_dict()
     record["extra"].update(fields.pop("extra", {}))
@@ -87,8 +88,6 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
     """FD, precision and recall (k = 3), density and coverage (k = 5) of n fake images against every real image,
     all from one computation of the features of each set; records (not yet added) in that order, each with
     `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
-    from sphere_plugins.metrics.fid import extract_features, feature_record, frechet_distance_from_features
-
     f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
     f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
     fd = feature_record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
@@ -115,8 +114,6 @@ def real_manifold(f_real: np.ndarray) -> Any:
     """The real features' k-NN radii for PR_K and DC_K (a metrics.RealManifold), computed once per distinct real
     feature set in this process: every cell of a suite meets the same real set, and its N x N distances are
     most of the cost of precision/recall and density/coverage."""
-    from sphere_plugins.metrics import RealManifold
-
     key = f"{f_real.shape}:{f_real.dtype}:{hashlib.blake2b(np.ascontiguousarray(f_real).tobytes()).hexdigest()}"
     if key in _MANIFOLDS:
         _MANIFOLDS.move_to_end(key)
@@ -129,8 +126,6 @@ def real_manifold(f_real: np.ndarray) -> Any:
 
 def fd_label_of(extractor: Any) -> str:
     """FID for Inception features, FD-<name> otherwise."""
-    from sphere_plugins.metrics import fd_label
-
     return fd_label(extractor)
 
 
@@ -141,8 +136,6 @@ def by_metric(records: list[dict]) -> dict[str, dict]:
 
 def generator_seed(ctx: Context, *labels: Any) -> torch.Generator:
     """A torch generator on the run's device, seeded from the run's seed and the labels of what it draws."""
-    import hashlib
-
     digest = hashlib.sha256(repr((ctx.options.seed, *labels)).encode()).digest()
     device = torch.device(ctx.device)
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:7], "little"))
@@ -156,9 +149,6 @@ def in_batches(fn: Callable[[Tensor], Tensor], images: Tensor, device: str, size
 
 def lpips_metric(ctx: Context) -> Any:
     """LPIPS-alex when its torchvision backbone file is present, else None with a note naming the file."""
-    from sphere_plugins.errors import MissingWeightsError
-    from sphere_plugins.metrics import LPIPS
-
     try:
         return LPIPS("alex", device=ctx.device)
     except MissingWeightsError as error:
@@ -171,10 +161,6 @@ def lpips_metric(ctx: Context) -> Any:
 def reconstruction_records(ctx: Context, test: Any, recon: Tensor, extractor: Any, lpips: Any,
                            model: str) -> dict[str, dict]:
     """MSE, SWD, FD (and LPIPS when available) of reconstructions against the held-out images, as records."""
-    import torch.nn.functional as F
-
-    from sphere_plugins.metrics import compute_lpips, compute_mse, compute_swd
-
     recon = recon.clamp(-1, 1)
     seed = ctx.options.seed
     records = {"MSE": compute_mse(test.images, recon, seed=seed).to_dict(),

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from sphere_plugins import centerize_spherize, load_model, wrap_generator
 from sphere_plugins.timing import synchronize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +133,6 @@ def stylegan2_rows(size: dict, device: torch.device, compile_too: bool) -> list[
 def autocast_rows(size: dict, device: torch.device) -> list[dict]:
     """centerize_spherize against a copy, and the wrapped tiny StyleGAN2 against the raw one, in float32 and
     under float16 / bfloat16 autocast."""
-    from sphere_plugins import centerize_spherize, load_model, wrap_generator
-
     G = load_model("stylegan2:tiny", seed=0).to(device).eval()
     wrapped = wrap_generator(G)
     z_G = torch.randn(size["batch"], G.z_dim, device=device)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchmarkError, Options
-from sphere_plugins.data import idx_dataset
+from benchmarks.suites import accepted_schemes, get_suite
+from sphere_plugins.data import ImageSet, check_idx_files, idx_dataset, list_image_files, load_images, parse_idx_spec
+from sphere_plugins.idx import SPLITS
 from sphere_plugins.plugins import example_models, model_schemes
 
 
@@ -18,10 +22,7 @@ def check_inputs(options: Options) -> None:
     check_device(options.device)
     check_data_spec(options.data, options.resolution)
     if "finetune" in options.suites and options.data.startswith("folder:"):
-        import warnings
-
-        from benchmarks.suites.finetune import held_out_share
-        from sphere_plugins.data import list_image_files
+        from benchmarks.suites.finetune import held_out_share  # here: the finetune suite imports this module
 
         with warnings.catch_warnings():  # only the error matters here; the suite warns when it runs
             warnings.simplefilter("ignore")
@@ -32,8 +33,6 @@ def check_inputs(options: Options) -> None:
 
 def check_out(out: Path) -> None:
     """--out must be a writable folder, or a path whose nearest existing parent is a writable folder."""
-    import os
-
     if not str(out).strip():
         raise BenchmarkError("--out is empty; expected an output folder such as results")
     if out.exists() and not out.is_dir():
@@ -74,8 +73,6 @@ def check_data_spec(spec: str, resolution: int | None) -> None:
         raise BenchmarkError(f"--data {spec!r} is not a data spec; expected {DATA_SPECS}")
     from PIL import Image
 
-    from sphere_plugins.data import list_image_files
-
     try:
         files = list_image_files(spec[len("folder:"):])
     except (OSError, ValueError) as error:
@@ -96,9 +93,6 @@ def check_data_spec(spec: str, resolution: int | None) -> None:
 def check_idx_spec(spec: str) -> None:
     """Both splits of an idx data set spec ('fashion-mnist[:PATH][:train|:test]') read and checked; the split
     named in the spec is ignored, since the benchmarks train on the train split and measure on the test split."""
-    from sphere_plugins.data import check_idx_files, parse_idx_spec
-    from sphere_plugins.idx import SPLITS
-
     dataset, folder, _ = parse_idx_spec(spec)
     if spec.partition(":")[2] and not folder.is_dir():
         raise BenchmarkError(f"--data {spec!r}: the folder {str(folder)!r} does not exist; expected a folder "
@@ -111,8 +105,6 @@ def check_idx_spec(spec: str) -> None:
 
 def check_model_spec(spec: str, suites: list[str]) -> None:
     """A 'scheme:rest' spec that one of the chosen suites accepts, whose file or folder exists."""
-    from benchmarks.suites import accepted_schemes, get_suite
-
     accepted = {s: accepted_schemes(get_suite(s)) for s in suites}
     schemes = sorted({scheme for values in accepted.values() for scheme in values})
     scheme, colon, rest = spec.partition(":")
@@ -138,8 +130,6 @@ def load_data(options: Options, resolution: int | None, channels: int | None = N
     """The run's ImageSet at `resolution` (--resolution wins), with errors as BenchmarkError. An idx data set
     (28x28) is padded with background to 32x32 when 32 is asked for, as the paper does, and resized otherwise;
     `split` picks its train or test split."""
-    from sphere_plugins.data import load_images
-
     spec, pad, resolution = options.data, 0, options.resolution or resolution
     if idx_dataset(spec):
         spec = idx_split_spec(spec, split or "train")
@@ -155,8 +145,6 @@ def load_data(options: Options, resolution: int | None, channels: int | None = N
 
 def idx_split_spec(spec: str, split: str) -> str:
     """The spec of one split of an idx data set spec: 'fashion-mnist:PATH' -> 'fashion-mnist:PATH:test'."""
-    from sphere_plugins.data import parse_idx_spec
-
     dataset, folder, _ = parse_idx_spec(spec)
     return f"{dataset}:{folder}:{split}"
 
@@ -181,8 +169,6 @@ def load_splits(options: Options, resolution: int | None, channels: int | None =
     data is split at random (a `held_out` share, or held_out(number of images) when it is a function), and
     samples are measured against all of it, as before.
     """
-    from sphere_plugins.data import ImageSet
-
     if idx_dataset(options.data):
         train = load_data(options, resolution, channels, limit, split="train")
         real = load_data(options, resolution, channels, None, split="test")

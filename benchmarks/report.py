@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmarks.context import RESULTS_FILE, render_tables, write_json
 from benchmarks.suites import SUITE_NAMES
+from sphere_plugins.files import atomic_path
 
 REPORT_FILE = "report.md"
 
@@ -50,8 +51,6 @@ def render_report(results: list[dict]) -> str:
 
 def write_report(out: Path) -> Path:
     """Gather the suites' results under `out` into report.md (and a summary.json of their timings)."""
-    from sphere_plugins.files import atomic_path
-
     results = load_results(out)
     path = Path(out) / REPORT_FILE
     with atomic_path(path) as tmp:

@@ -18,8 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DEFAULT_DATA, SCALES, BenchmarkError, Options  # noqa: E402
+from benchmarks.context import Context, Processes  # noqa: E402
 from benchmarks.inputs import check_inputs  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
 from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
+from sphere_plugins.errors import SpherePluginsError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_SUITE_FAILED = 1
@@ -82,11 +85,6 @@ def one_line(error: BaseException) -> str:
 
 def run_suites(options: Options) -> int:
     """Run the chosen suites in order, writing each one's results and the report as they finish."""
-    from sphere_plugins.errors import SpherePluginsError
-
-    from benchmarks.context import Context, Processes
-    from benchmarks.report import write_report
-
     processes = Processes(options.device)
     status = 0
     for name in options.suites:

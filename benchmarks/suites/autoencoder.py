@@ -16,6 +16,7 @@ from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check
                                    prior_quality_figure, sample_quality)
 from benchmarks.inputs import load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
+from sphere_plugins.training import TrainConfig, conv_objective, train
 
 NAME = "autoencoder"
 DESCRIPTION = "Table 2: spherical autoencoder vs VAE, S-VAE and plain autoencoder at equal budget"
@@ -75,8 +76,6 @@ def model_key(ctx: Context, s: dict, kind: str, train: Any) -> dict:
 
 def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, train_set: Any) -> torch.nn.Module:
     """One objective trained on the training split; checkpoints in the cache make a re-run resume or skip."""
-    from sphere_plugins.training import TrainConfig, conv_objective, train
-
     folder = ctx.cache_path(f"train-{kind}", model_key(ctx, s, kind, train_set), suffix="")
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before in this process
         torch.manual_seed(ctx.options.seed)

@@ -15,7 +15,12 @@ from benchmarks.context import Context
 from benchmarks.evaluation import feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
 from benchmarks.plots import pyplot
-from sphere_plugins.metrics import fd_label
+from sphere_plugins.data import ImageSet, load_images
+from sphere_plugins.latent import centerize_spherize
+from sphere_plugins.metrics import extract_features, fd_label, frechet_distance_from_features, precision_recall
+from sphere_plugins.priors import get_prior, redraw_degenerate
+from sphere_plugins.theory import lemma1_mean, lemma1_pdf, lemma1_std
+from sphere_plugins.training import TrainConfig, conv_objective, train
 
 NAME = "dimension"
 DESCRIPTION = "spherical autoencoder vs VAE and S-VAE across d_z: samples, code geometry and the options"
@@ -54,8 +59,6 @@ def settings(ctx: Context) -> dict:
 def load_split(ctx: Context, s: dict) -> tuple[Any, Any, str]:
     """(training images, held-out images, data name): Fashion-MNIST's train/test splits for the default data
     (digits when Fashion-MNIST is not installed), else the --data set split at random."""
-    from sphere_plugins.data import ImageSet, load_images
-
     spec = ctx.options.data
     if spec in ("digits", "fashion-mnist"):
         try:
@@ -148,8 +151,6 @@ def model_key(ctx: Context, s: dict, kind: str, d: int, args: dict, data_name: s
 def train_model(ctx: Context, s: dict, kind: str, d: int, args: dict, images: torch.Tensor,
                 data_name: str) -> torch.nn.Module:
     """One objective at d_z = d trained on the training images; checkpoints in the cache resume or skip it."""
-    from sphere_plugins.training import TrainConfig, conv_objective, train
-
     name = f"train_{kind}_{d}" + (f"_{_tag(args)}" if args else "")
     folder = ctx.cache_path(name, model_key(ctx, s, kind, d, args, data_name), suffix="")
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before, options or not
@@ -167,8 +168,6 @@ def train_model(ctx: Context, s: dict, kind: str, d: int, args: dict, images: to
 
 
 def _features(ctx: Context, images: torch.Tensor, extractor: Any) -> np.ndarray:
-    from sphere_plugins.metrics import extract_features
-
     return extract_features(images, extractor, batch_size=250, cache_dir=ctx.cache_dir)
 
 
@@ -179,8 +178,6 @@ def _draw(ctx: Context, sample: Any, n: int, batch: int = 250) -> torch.Tensor:
 
 def sample_metrics(real: np.ndarray, images: torch.Tensor, extractor: Any) -> dict:
     """FD of the images against every real feature; precision and recall (k = 3) against as many real ones."""
-    from sphere_plugins.metrics import frechet_distance_from_features, precision_recall
-
     fake = np.concatenate([extractor(images[i:i + 250]) for i in range(0, len(images), 250)]).astype(np.float64)
     precision, recall = precision_recall(real[: len(fake)], fake, k=3)
     return {"FD": frechet_distance_from_features(real, fake), "precision": precision, "recall": recall,
@@ -208,8 +205,6 @@ def code_geometry(codes: torch.Tensor | np.ndarray, reference: torch.Tensor | np
 
 def lemma1_reference(d: int) -> dict:
     """Lemma 1's mean and std of the distance between uniform points on the unit sphere in R^d."""
-    from sphere_plugins.theory import lemma1_mean, lemma1_std
-
     return {"dimension": d, "mean": lemma1_mean(d), "std": lemma1_std(d)}
 
 
@@ -218,8 +213,6 @@ def _reference_latents(kind: str, model: Any, n: int, generator: torch.Generator
     if kind == "sae":
         return model.wrapper.latents(n, "normal", generator)
     if kind == "svae":
-        from sphere_plugins.latent import centerize_spherize
-
         return centerize_spherize(torch.randn(n, model.z_dim, generator=generator, device=generator.device))
     return torch.randn(n, *model.z_shape, generator=generator, device=generator.device)
 
@@ -227,9 +220,6 @@ def _reference_latents(kind: str, model: Any, n: int, generator: torch.Generator
 def _svae_sampler(model: Any, prior: str, generator: torch.Generator) -> Any:
     """The S-VAE's sampling (a prior draw centerized onto the unit sphere), with draws that centerize to zero
     (discrete priors at small d_z) drawn again, as the spherical autoencoder's latents() does."""
-    from sphere_plugins.latent import centerize_spherize
-    from sphere_plugins.priors import get_prior, redraw_degenerate
-
     draw = get_prior(prior)
 
     def sample(b: int) -> torch.Tensor:
@@ -249,8 +239,6 @@ def effective_dimension(kind: str, d: int) -> int:
 def evaluate(ctx: Context, s: dict, kind: str, model: Any, test: Any, real: np.ndarray, extractor: Any, n: int,
              priors: tuple[str, ...]) -> dict:
     """Reconstruction FD and MSE on the held-out images, samples from each prior, and the codes' geometry."""
-    from sphere_plugins.metrics import frechet_distance_from_features
-
     recon = in_batches(model.reconstruct, test.images, ctx.device).clamp(-1, 1)
     recon_f = np.concatenate([extractor(recon[i:i + 250]) for i in range(0, len(recon), 250)]).astype(np.float64)
     out = {"recon": {"MSE": float(((recon - test.images) / 2).square().mean()),  # on [0, 1] pixels
@@ -406,8 +394,6 @@ def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any, fd: s
 
 
 def _histograms(ctx: Context, s: dict, models: dict, test: Any) -> None:
-    from sphere_plugins.theory import lemma1_pdf
-
     plt = pyplot()
     kinds = [k for k in ("sae", "svae") if any((k, d, "") in models for d in s["dims"])]
     fig, axes = plt.subplots(len(kinds), len(s["dims"]), figsize=(2.6 * len(s["dims"]), 2.4 * len(kinds)),

@@ -18,6 +18,10 @@ from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check
                                    prior_quality_figure, sample_quality)
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
+from sphere_plugins import load_model, wrap_autoencoder, wrap_generator
+from sphere_plugins.loss import VAELoss, reparameterize
+from sphere_plugins.metrics import ClassifierConfig, inception_available
+from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae, train
 
 NAME = "finetune"
 DESCRIPTION = "a diffusers AutoencoderKL fine-tuned into a spherical autoencoder, before and after"
@@ -52,14 +56,10 @@ class KLAutoencoderObjective(nn.Module):
 
     def __init__(self, vae: nn.Module, beta: float = 1.0):
         super().__init__()
-        from sphere_plugins.loss import VAELoss
-
         self.vae = vae
         self.loss_fn = VAELoss(beta=beta)
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        from sphere_plugins.loss import reparameterize
-
         posterior = self.vae.encode(x).latent_dist
         mu, logvar = posterior.mean, posterior.logvar
         x_rec = self.vae.decode(reparameterize(mu, logvar)).sample
@@ -70,8 +70,6 @@ class KLAutoencoderObjective(nn.Module):
 
 
 def train_config(ctx: Context, steps: int, s: dict, folder) -> Any:
-    from sphere_plugins.training import TrainConfig
-
     return TrainConfig(steps=steps, batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
                        mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
                        checkpoint_every=max(100, steps // 4), keep_checkpoints=1, resume=True,
@@ -86,8 +84,6 @@ def run_training(ctx: Context, name: str, folder, steps: int, start_training) ->
 
 def given_vae(spec: str) -> nn.Module:
     """The diffusers autoencoder --model names."""
-    from sphere_plugins import load_model
-
     vae = load_model(spec)
     if not hasattr(vae, "encode") or not hasattr(getattr(vae, "config", None), "latent_channels"):
         raise BenchmarkError(f"--model {spec!r} is a {type(vae).__name__}; the finetune suite needs "
@@ -97,12 +93,8 @@ def given_vae(spec: str) -> nn.Module:
 
 def base_vae(ctx: Context, s: dict, images: Tensor, given: nn.Module | None) -> tuple[nn.Module, str, dict]:
     """The AutoencoderKL to fine-tune: the given one, or a tiny one pre-trained here as a VAE (cached)."""
-    from sphere_plugins import load_model
-
     if given is not None:
         return given.to(ctx.device), ctx.options.model, {"model": ctx.options.model, **file_stamp(ctx.options.model)}
-    from sphere_plugins.training import train
-
     config = {"channels": int(images.shape[1]), "resolution": int(images.shape[-1]), "block_out_channels": s["blocks"],
               "latent_channels": s["latent_channels"], "norm_num_groups": s["norm_groups"], "scaling_factor": 1.0,
               "seed": ctx.options.seed}
@@ -127,8 +119,6 @@ def latent_options(vae: nn.Module, resolution: int) -> dict:
 def fd_minimum() -> int:
     """Images a Frechet distance needs on the feature network this run will use (its width + 1), known
     before anything is trained: Inception's 2048 when its file is present, else the offline classifier's."""
-    from sphere_plugins.metrics import ClassifierConfig, inception_available
-
     return 2049 if inception_available() else ClassifierConfig().feature_dim + 1
 
 
@@ -148,8 +138,6 @@ def held_out_share(n_images: int, held_out: float) -> float:
 
 
 def run(ctx: Context) -> None:
-    from sphere_plugins.training import finetune_autoencoder_to_sae
-
     s = settings(ctx)
     spec = ctx.model_spec(MODEL_SCHEMES)
     given = given_vae(spec) if spec else None
@@ -198,8 +186,6 @@ def run(ctx: Context) -> None:
 
 def codec(vae: nn.Module, sphere: bool, options: dict) -> tuple[Any, Any]:
     """The autoencoder and the decoder-as-generator for one row: raw VAE latents, or latents on the sphere."""
-    from sphere_plugins import wrap_autoencoder, wrap_generator
-
     return (wrap_autoencoder(vae, spherize=sphere, center=sphere, options=dict(options)),
             wrap_generator(vae, spherize=sphere, center=sphere, options=dict(options)))
 

@@ -4,14 +4,20 @@ medians of interleaved repeats in one process; timings are reported, never asser
 
 from __future__ import annotations
 
+import copy
 import statistics
+import time
 
 import torch
 
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
+from sphere_plugins import centerize, centerize_spherize, conv_objective, fused, load_model, spherize, wrap_generator
+from sphere_plugins.latent import _check_scale
+from sphere_plugins.models import ConvDecoder
 from sphere_plugins.timing import interleaved_times, median_ratio, synchronize
+from sphere_plugins.training.speed import compare_step_times
 
 NAME = "overhead"
 DESCRIPTION = "cost of the plugin layer: wrapper vs raw model, centerize+spherize vs a copy, training steps"
@@ -36,9 +42,6 @@ def settings(ctx: Context) -> dict:
 
 def generators(device: str) -> dict[str, tuple[torch.nn.Module, int, dict]]:
     """Small generators to wrap: the core's conv decoder and, when its plugin is installed, StyleGAN2 tiny."""
-    from sphere_plugins import load_model
-    from sphere_plugins.models import ConvDecoder
-
     models = {"conv decoder (z 64, 32x32)": (ConvDecoder(channels=3, resolution=32, z_dim=64), 64, {})}
     try:
         G = load_model("stylegan2:tiny", seed=0)
@@ -51,8 +54,6 @@ def generators(device: str) -> dict[str, tuple[torch.nn.Module, int, dict]]:
 def wrapper_times(device: str, batch: int, repeats: int, seed: int) -> list[dict]:
     """Median ms of G(z), wrap_generator(G)(z), a second G(z) series (the noise floor: same work twice), and
     of the wrapper's latent handling alone (validate, centerize, spherize), which gives 1 + adapt / raw."""
-    from sphere_plugins import wrap_generator
-
     rows = []
     torch.manual_seed(seed)
     for name, (model, z_dim, kwargs) in generators(device).items():
@@ -86,9 +87,6 @@ def centerize_spherize_two_reads(z: torch.Tensor, radius: float = 1.0) -> torch.
 def compiled_constraint(z: torch.Tensor) -> torch.Tensor | None:
     """The core's opt-in torch.compile kernel on `z` at any size (the core uses it only from 16 MiB and only
     when SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), with the same check; None where compiling fails here."""
-    from sphere_plugins import fused
-    from sphere_plugins.latent import _check_scale
-
     result = fused.compiled_constraint(z, 1.0)
     if result is not None:
         _check_scale(z, result[1])
@@ -100,8 +98,6 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, co
     """Median ms of z.clone(), the core's centerize_spherize(z) (checked and unchecked), the two calls
     chained, layer norm's kernel alone (the floor of the core's eager path), the two-read reference formula,
     and with `compiled` the opt-in compiled kernel, per shape."""
-    from sphere_plugins import centerize, centerize_spherize, spherize
-
     rows = []
     generator = torch.Generator().manual_seed(seed)
     for shape in shapes:
@@ -133,8 +129,6 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, co
 
 def step_times(device: str, repeats: int, seed: int) -> dict:
     """Training-step medians of the four objectives on one conv architecture (sphere_plugins.training.speed)."""
-    from sphere_plugins.training.speed import compare_step_times
-
     return compare_step_times(kinds=("sae", "vae", "svae", "ae"), reference="vae", batch_size=64, resolution=16,
                               z_dim=10, width=32, repeats=repeats, warmup=3, device=device, seed=seed)
 
@@ -142,11 +136,6 @@ def step_times(device: str, repeats: int, seed: int) -> dict:
 def compile_times(device: str, repeats: int, seed: int) -> list[dict]:
     """torch.compile against eager: the first call's seconds (compiling) and the steady-state median ratio,
     for the tiny StyleGAN2 forward pass (no grad) and a spherical-autoencoder training step."""
-    import copy
-    import time
-
-    from sphere_plugins import conv_objective, load_model
-
     torch.manual_seed(seed)
     rows = []
     G = load_model("stylegan2:tiny", seed=seed).to(device).eval()

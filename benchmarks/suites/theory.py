@@ -10,6 +10,10 @@ import torch
 from benchmarks.common import markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
+from sphere_plugins import centerize, sample_prior, spherize, theory
+from sphere_plugins.priors import redraw_degenerate
+from sphere_plugins.theory import (inner_volume_fraction, lemma1_pdf, uniform_on_sphere, wasserstein2,
+                                   wasserstein2_asymptote)
 
 NAME = "theory"
 DESCRIPTION = "Lemma 1 (distance between random points on a sphere), Theorem 1 (annulus), Theorem 2 (W2 of point sets)"
@@ -35,8 +39,6 @@ def settings(ctx: Context) -> dict:
 def sphere_distances(d: int, pairs: int, seed: int, chunk_entries: int = 2**24) -> np.ndarray:
     """Distances between `pairs` independent pairs of uniform points on the unit sphere in R^d, drawn in
     chunks of about `chunk_entries` coordinates so large d and many pairs fit in memory."""
-    from sphere_plugins.theory import uniform_on_sphere
-
     generator = torch.Generator().manual_seed(seed)
     step = max(1, chunk_entries // d)
     parts = []
@@ -50,8 +52,6 @@ def sphere_distances(d: int, pairs: int, seed: int, chunk_entries: int = 2**24) 
 
 def lemma1_rows(dims: list[int], pairs: int, seed: int) -> list[dict]:
     """Closed form, Monte Carlo and large-d forms of the mean and std of the distance, per d."""
-    from sphere_plugins import theory
-
     rows = []
     for d in progress(dims, "theory: Lemma 1 Monte Carlo"):
         sample = sphere_distances(d, pairs, seed + d)
@@ -64,17 +64,12 @@ def lemma1_rows(dims: list[int], pairs: int, seed: int) -> list[dict]:
 
 def annulus_rows(dims: list[int]) -> list[dict]:
     """Theorem 1: the relative width of the outer shell holding 99% of a d-ball's volume, per d."""
-    from sphere_plugins import theory
-
     return [{"d": d, "eps_99": theory.shell_width_holding(0.99, d),
              "inner_share_at_0.009": theory.inner_volume_fraction(0.009, d)} for d in dims]
 
 
 def point_set(prior: str, n: int, d: int, projected: bool, generator: torch.Generator) -> torch.Tensor:
     """n points of a prior in R^d; `projected` centerizes and spherizes them onto the unit sphere."""
-    from sphere_plugins import centerize, sample_prior, spherize
-    from sphere_plugins.priors import redraw_degenerate
-
     def draw(k: int) -> torch.Tensor:
         return sample_prior(prior, (k, d), generator=generator, dtype=torch.float64)
 
@@ -88,8 +83,6 @@ def w2_rows(dims: list[int], n: int, repeats: int, seed: int) -> list[dict]:
     """Theorem 2: exact W2 between an n-point set of each prior and an independent N(0, I) set, raw and
     centerized + spherized (unit sphere), normalized by the asymptote sqrt(2n) r (r = sqrt(d) for raw
     points, the radius N(0, I) points concentrate on; r = 1 on the sphere)."""
-    from sphere_plugins.theory import wasserstein2, wasserstein2_asymptote
-
     rows = []
     for d in progress(dims, "theory: Theorem 2 W2"):
         for prior in PRIORS:
@@ -165,8 +158,6 @@ def report_lemma1(ctx: Context, rows: list[dict], s: dict) -> None:
 
 
 def report_pdf(ctx: Context, s: dict) -> None:
-    from sphere_plugins.theory import lemma1_pdf
-
     plt = pyplot()
     fig, axes = plt.subplots(1, len(s["pdf_dims"]), figsize=(4 * len(s["pdf_dims"]), 3.4))
     for ax, d in zip(np.atleast_1d(axes), s["pdf_dims"]):
@@ -195,8 +186,6 @@ def report_theorem1(ctx: Context, rows: list[dict]) -> None:
         ctx.target("Theorem 1 at d=512", "99% of the volume within the outer 0.9% of the radius",
                    f"99% within the outer {100 * at512['eps_99']:.3f}%; {100 * (1 - at512['inner_share_at_0.009']):.2f}%"
                    " within the outer 0.9%", at512["eps_99"] <= 0.009)
-    from sphere_plugins.theory import inner_volume_fraction
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     eps = np.linspace(0, 0.05, 300)

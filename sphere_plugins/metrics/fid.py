@@ -15,7 +15,6 @@ from sphere_plugins.data import ImageSet, check_image_tensor
 from sphere_plugins.metrics.features import (
     FeatureExtractor,
     cached_features,
-    classifier_features,
     fd_label,
     kd_label,
 )

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sphere_plugins import load_model, wrap_autoencoder, wrap_generator
+from sphere_plugins import load_model, wrap_autoencoder
 from sphere_plugins.models import ConvAutoencoder
 
 
