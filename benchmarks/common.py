@@ -6,7 +6,7 @@ import hashlib
 import importlib.util
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,15 +65,12 @@ class Options:
 
 
 def pick(options: Options, presets: dict[str, Any], smoke: dict[str, Any] | None = None, **overrides: Any) -> Any:
-    """The preset of the run's scale (a dataclass or a dict), with `smoke` on top for a quick run on the
-    digits (the one-minute smoke run), then the command-line values that were given (not None)."""
+    """The preset of the run's scale (each suite's frozen Preset dataclass), with `smoke` on top for a quick
+    run on the digits (the one-minute smoke run), then the command-line values that were given (not None)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if smoke and options.scale == "quick" and options.data == SMOKE_DATA:
         given = {**smoke, **given}
-    preset = presets[options.scale]
-    if is_dataclass(preset):
-        return replace(preset, **given)
-    return {**preset, **given}
+    return replace(presets[options.scale], **given)
 
 
 def mixed_precision(device: str) -> str:

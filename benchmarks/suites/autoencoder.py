@@ -4,6 +4,7 @@ architecture and budget on the train split of the data (Fashion-MNIST by default
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,31 +25,51 @@ MODEL_SCHEMES: tuple[str, ...] = ()
 METHODS = {"sae": "spherical autoencoder", "vae": "VAE", "svae": "S-VAE (von Mises-Fisher)", "ae": "plain autoencoder"}
 PRIORS = ("normal", "uniform", "poisson", "chi2")
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One scale of the suite: the conv autoencoders' image side, code size and width, their training budget,
+    samples per metric, the held-out share and size (None: all held-out images), t-SNE points, and an
+    optional cap on the images loaded."""
+
+    resolution: int
+    z_dim: int
+    width: int
+    steps: int
+    batch: int
+    lr: float
+    n_samples: int
+    held_out: float
+    n_test: int | None
+    tsne_points: int
+    limit: int | None = None
+
+
 # Fashion-MNIST (28x28) is padded to 32x32; `n_test` held-out images are reconstructed (its test split's first
 # ones; other data holds out a `held_out` share). The digits smoke run stays at 16x16.
 PRESETS = {
-    "quick": {"resolution": 32, "z_dim": 10, "width": 32, "steps": 600, "batch": 64, "lr": 1e-3,
-              "n_samples": 2000, "held_out": 0.2, "n_test": 2000, "tsne_points": 600, "limit": None},
-    "standard": {"resolution": 32, "z_dim": 10, "width": 32, "steps": 3000, "batch": 64, "lr": 1e-3,
-                 "n_samples": 10000, "held_out": 0.2, "n_test": 10000, "tsne_points": 1000, "limit": None},
-    "paper": {"resolution": 32, "z_dim": 10, "width": 64, "steps": 20000, "batch": 128, "lr": 1e-3,
-              "n_samples": 10000, "held_out": 0.2, "n_test": 10000, "tsne_points": 2000, "limit": None},
+    "quick": Preset(resolution=32, z_dim=10, width=32, steps=600, batch=64, lr=1e-3,
+                    n_samples=2000, held_out=0.2, n_test=2000, tsne_points=600, limit=None),
+    "standard": Preset(resolution=32, z_dim=10, width=32, steps=3000, batch=64, lr=1e-3,
+                       n_samples=10000, held_out=0.2, n_test=10000, tsne_points=1000, limit=None),
+    "paper": Preset(resolution=32, z_dim=10, width=64, steps=20000, batch=128, lr=1e-3,
+                    n_samples=10000, held_out=0.2, n_test=10000, tsne_points=2000, limit=None),
 }
 SMOKE = {"resolution": 16, "steps": 300, "n_samples": 500}
 
 
-def settings(ctx: Context) -> dict:
+def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, SMOKE, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
 
 
 def run(ctx: Context) -> None:
     s = settings(ctx)
-    splits = load_splits(ctx.options, resolution=s["resolution"],
-                         channels=1 if ctx.options.data == "digits" else None, limit=s["limit"],
-                         held_out=s["held_out"], n_test=s["n_test"])
+    splits = load_splits(ctx.options, resolution=s.resolution,
+                         channels=1 if ctx.options.data == "digits" else None, limit=s.limit,
+                         held_out=s.held_out, n_test=s.n_test)
     data, test = splits.real, splits.test
     extractor = feature_network(ctx, data)
-    check_sample_count(s["n_samples"], extractor, data, "the autoencoder's sampled decoders")
+    check_sample_count(s.n_samples, extractor, data, "the autoencoder's sampled decoders")
     check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
     models = {kind: train_model(ctx, s, kind, splits.train.images, splits.train) for kind in METHODS}
     if not ctx.is_main:
@@ -56,7 +77,7 @@ def run(ctx: Context) -> None:
     lpips = lpips_metric(ctx)
     results = {}
     for kind, objective in progress(models.items(), "autoencoder: metrics", total=len(models)):
-        key = {**model_key(ctx, s, kind, splits.train), "n": s["n_samples"], "n_test": len(test),
+        key = {**model_key(ctx, s, kind, splits.train), "n": s.n_samples, "n_test": len(test),
                "real": data.description, "metrics": QUALITY_METRICS,
                "features": getattr(extractor, "fingerprint", extractor.name), "lpips": lpips is not None}
         results[kind] = ctx.cached(f"metrics-{kind}", key, lambda: evaluate(ctx, s, kind, objective, data, test,
@@ -68,45 +89,45 @@ def run(ctx: Context) -> None:
     figures(ctx, s, models, data, test)
 
 
-def model_key(ctx: Context, s: dict, kind: str, train: Any) -> dict:
-    return {"kind": kind, "resolution": s["resolution"], "z_dim": s["z_dim"], "width": s["width"],
-            "steps": s["steps"], "batch": s["batch"], "lr": s["lr"], "seed": ctx.options.seed,
+def model_key(ctx: Context, s: Preset, kind: str, train: Any) -> dict:
+    return {"kind": kind, "resolution": s.resolution, "z_dim": s.z_dim, "width": s.width,
+            "steps": s.steps, "batch": s.batch, "lr": s.lr, "seed": ctx.options.seed,
             "data": ctx.options.data, "n_images": len(train), "train": train.description}
 
 
-def train_model(ctx: Context, s: dict, kind: str, images: torch.Tensor, train_set: Any) -> torch.nn.Module:
+def train_model(ctx: Context, s: Preset, kind: str, images: torch.Tensor, train_set: Any) -> torch.nn.Module:
     """One objective trained on the training split; checkpoints in the cache make a re-run resume or skip."""
     folder = ctx.cache_path(f"train-{kind}", model_key(ctx, s, kind, train_set), suffix="")
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before in this process
         torch.manual_seed(ctx.options.seed)
         objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
-                                   z_dim=s["z_dim"], width=s["width"])
-    config = TrainConfig(steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+                                   z_dim=s.z_dim, width=s.width)
+    config = TrainConfig(steps=s.steps, batch_size=s.batch, lr=s.lr, seed=ctx.options.seed,
                          mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
-                         checkpoint_every=max(100, s["steps"] // 5), keep_checkpoints=1, resume=True,
+                         checkpoint_every=max(100, s.steps // 5), keep_checkpoints=1, resume=True,
                          log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
                          cpu=torch.device(ctx.device).type == "cpu")
-    result = ctx.checkpointed(f"train_{kind}", folder, ctx.training_step(folder), s["steps"],
+    result = ctx.checkpointed(f"train_{kind}", folder, ctx.training_step(folder), s.steps,
                               lambda: train(objective, images, config))
     return result.objective.to(ctx.device).eval()
 
 
-def evaluate(ctx: Context, s: dict, kind: str, objective: Any, data: Any, test: Any, extractor: Any,
+def evaluate(ctx: Context, s: Preset, kind: str, objective: Any, data: Any, test: Any, extractor: Any,
              lpips: Any) -> dict:
     """Reconstruction metrics on the held-out images and FD of decoder samples from each prior."""
-    label = f"{METHODS[kind]} (conv, d_z {s['z_dim']}, {s['steps']} steps)"
+    label = f"{METHODS[kind]} (conv, d_z {s.z_dim}, {s.steps} steps)"
     recon = in_batches(objective.reconstruct, test.images, ctx.device)
     records = reconstruction_records(ctx, test, recon, extractor, lpips, label)
     samples = {}
     for prior in PRIORS:
         draws = generator_seed(ctx, "samples", kind, prior)
         fake = clamped(lambda b: objective.sample(b, prior=prior, generator=draws), ctx.device)
-        samples[prior] = sample_quality(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=label,
+        samples[prior] = sample_quality(ctx, data, fake, extractor, s.n_samples, prior=prior, model=label,
                                         data=data.description, extra={"measured_on": "decoder samples from the prior"})
     return {"reconstruction": records, "samples": samples}
 
 
-def report(ctx: Context, s: dict, results: dict) -> None:
+def report(ctx: Context, s: Preset, results: dict) -> None:
     fd_name = results["sae"]["reconstruction"]["FD"]["metric"]
     has_lpips = "LPIPS" in results["sae"]["reconstruction"]
     rows = []
@@ -120,7 +141,7 @@ def report(ctx: Context, s: dict, results: dict) -> None:
     any_rec = results["sae"]["reconstruction"]
     ctx.table("Table 2: reconstruction of held-out images (lower is better)", markdown_table(header, rows),
               f"{any_rec['MSE']['n_samples']} held-out images; every method has the same encoder/decoder "
-              f"(d_z {s['z_dim']}), {s['steps']} Adam steps of batch {s['batch']}, seed {ctx.options.seed}.")
+              f"(d_z {s.z_dim}), {s.steps} Adam steps of batch {s.batch}, seed {ctx.options.seed}.")
     spread = {}
     sample_rows = []
     for kind, result in results.items():
@@ -134,7 +155,7 @@ def report(ctx: Context, s: dict, results: dict) -> None:
     ctx.table(f"Decoders sampled from four priors: {fd_name} (precision / recall, k = {PR_K}); FD lower is better, "
               "precision and recall higher",
               markdown_table(["method", *PRIORS, "FD max/min", "FD std/mean"], sample_rows),
-              f"{s['n_samples']} samples per prior against all {n_real} images of the real set "
+              f"{s.n_samples} samples per prior against all {n_real} images of the real set "
               f"({results['sae']['samples']['normal'][0]['data']}). The spherical autoencoder and the S-VAE "
               "centerize and spherize the prior draw; the VAE and the plain autoencoder decode it as drawn. "
               f"Density and coverage (k = {DC_K}) are in results.json and density_coverage.png.")
@@ -147,7 +168,7 @@ def report(ctx: Context, s: dict, results: dict) -> None:
                f"{spread['sae']:.3f} vs {spread['vae']:.3f}", spread["sae"] < spread["vae"])
 
 
-def figures(ctx: Context, s: dict, models: dict, data: Any, test: Any) -> None:
+def figures(ctx: Context, s: Preset, models: dict, data: Any, test: Any) -> None:
     plt = pyplot()
     shown = test.images[:12]
     rows = [("original", shown)] + [(METHODS[k], in_batches(m.reconstruct, shown, ctx.device)) for k, m in models.items()]
@@ -167,11 +188,11 @@ def figures(ctx: Context, s: dict, models: dict, data: Any, test: Any) -> None:
     tsne(ctx, s, models, data)
 
 
-def tsne(ctx: Context, s: dict, models: dict, data: Any) -> None:
+def tsne(ctx: Context, s: Preset, models: dict, data: Any) -> None:
     """t-SNE of the codes of each method, coloured by class (Figure 13's right panels)."""
     from sklearn.manifold import TSNE
 
-    count = min(s["tsne_points"], len(data))
+    count = min(s.tsne_points, len(data))
     images = data.images[:count]
     labels = None if data.labels is None else data.labels[:count].numpy()
     plt = pyplot()

@@ -5,6 +5,7 @@ autoencoder's options (a prior fitted to the codes, noise on the sphere, a unifo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,42 +38,67 @@ OPTIONS = {
     "uniformity-0.5": ({"uniformity": 0.5}, None),
 }
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One scale of the suite: image side and width of the conv autoencoders, their training budget, the
+    code sizes `dims` (the S-VAE up to `svae_max_dim`), the options measured at `option_dims` (None: all of
+    OPTIONS), the fitted mixture's components, codes and iterations, and the sample, test and geometry sizes."""
+
+    resolution: int
+    width: int
+    steps: int
+    batch: int
+    lr: float
+    dims: list[int]
+    svae_max_dim: int
+    option_dims: list[int]
+    components: int
+    fit_codes: int
+    fit_iter: int
+    n_samples: int
+    n_test: int
+    n_geometry: int
+    options: list[str] | None = None
+    limit: int | None = None
+
+
 PRESETS = {
-    "quick": {"resolution": 16, "width": 16, "steps": 150, "batch": 64, "lr": 1e-3, "dims": [8, 64, 512],
-              "svae_max_dim": 64, "option_dims": [8, 512],
-              "options": ["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], "components": 10,
-              "fit_codes": 2000, "fit_iter": 30,
-              "n_samples": 500, "n_test": 1000, "n_geometry": 500, "limit": None},
-    "standard": {"resolution": 16, "width": 32, "steps": 1000, "batch": 64, "lr": 1e-3,
-                 "dims": [8, 16, 32, 64, 128, 256, 512], "svae_max_dim": 512, "option_dims": [8, 512],
-                 "options": list(OPTIONS), "components": 10, "fit_codes": 5000, "fit_iter": 100,
-                 "n_samples": 2000, "n_test": 5000, "n_geometry": 2000, "limit": None},
+    "quick": Preset(resolution=16, width=16, steps=150, batch=64, lr=1e-3, dims=[8, 64, 512],
+                    svae_max_dim=64, option_dims=[8, 512],
+                    options=["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], components=10,
+                    fit_codes=2000, fit_iter=30,
+                    n_samples=500, n_test=1000, n_geometry=500, limit=None),
+    "standard": Preset(resolution=16, width=32, steps=1000, batch=64, lr=1e-3,
+                       dims=[8, 16, 32, 64, 128, 256, 512], svae_max_dim=512, option_dims=[8, 512],
+                       options=list(OPTIONS), components=10, fit_codes=5000, fit_iter=100,
+                       n_samples=2000, n_test=5000, n_geometry=2000, limit=None),
 }
 
 
-def settings(ctx: Context) -> dict:
+def settings(ctx: Context) -> Preset:
     """The preset of the run's scale; scales without their own preset ('paper') use the largest one."""
     presets = PRESETS if ctx.options.scale in PRESETS else {**PRESETS, ctx.options.scale: PRESETS["standard"]}
     return pick(ctx.options, presets, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
 
 
-def load_split(ctx: Context, s: dict) -> tuple[Any, Any, str]:
+def load_split(ctx: Context, s: Preset) -> tuple[Any, Any, str]:
     """(training images, held-out images, data name): Fashion-MNIST's train/test splits for the default data
     (digits when Fashion-MNIST is not installed), else the --data set split at random."""
     spec = ctx.options.data
     if spec in ("digits", "fashion-mnist"):
         try:
-            train = load_images("fashion-mnist:train", resolution=ctx.options.resolution or s["resolution"],
-                                limit=s["limit"])
-            test = load_images("fashion-mnist:test", resolution=ctx.options.resolution or s["resolution"],
-                               limit=s["n_test"])
+            train = load_images("fashion-mnist:train", resolution=ctx.options.resolution or s.resolution,
+                                limit=s.limit)
+            test = load_images("fashion-mnist:test", resolution=ctx.options.resolution or s.resolution,
+                               limit=s.n_test)
             return train, test, "fashion-mnist"
         except (OSError, ValueError) as error:
             ctx.note(f"Fashion-MNIST is not available ({error}); the digits were used instead")
-    data = load_data(ctx.options, resolution=s["resolution"], channels=1 if spec == "digits" else None,
-                     limit=s["limit"])
+    data = load_data(ctx.options, resolution=s.resolution, channels=1 if spec == "digits" else None,
+                     limit=s.limit)
     train_idx, test_idx = train_test_split(len(data), 0.2, ctx.options.seed)
-    test_idx = test_idx[: s["n_test"]]
+    test_idx = test_idx[: s.n_test]
 
     def part(idx: torch.Tensor, what: str) -> ImageSet:
         labels = None if data.labels is None else data.labels[idx]
@@ -86,9 +112,9 @@ def run(ctx: Context) -> None:
     train_set, test, data_name = load_split(ctx, s)
     extractor = feature_network(ctx, train_set)
     real = _features(ctx, test.images, extractor) if ctx.is_main else None
-    n = min(s["n_samples"], len(test))
-    if not set(s["option_dims"]) <= set(s["dims"]):
-        raise ValueError(f"option_dims {s['option_dims']} must be among dims {s['dims']}")
+    n = min(s.n_samples, len(test))
+    if not set(s.option_dims) <= set(s.dims):
+        raise ValueError(f"option_dims {s.option_dims} must be among dims {s.dims}")
     features = getattr(extractor, "fingerprint", extractor.name)
     models: dict[tuple[str, int, str], torch.nn.Module] = {}
     results: dict[tuple[str, int, str], dict] = {}
@@ -99,16 +125,16 @@ def run(ctx: Context) -> None:
             continue
         # Evaluated (and cached) right after training, so an interrupted sweep keeps every finished d_z.
         key = {**model_key(ctx, s, kind, d, args, data_name), "n": n, "n_test": len(test),
-               "n_geometry": s["n_geometry"], "features": features}
+               "n_geometry": s.n_geometry, "features": features}
         results[(kind, d, tag)] = ctx.cached(f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
             ctx, s, kind, model, test, real, extractor, n, priors=("normal",) if tag else PRIORS))
-        if kind != "sae" or args or d not in s["option_dims"]:
+        if kind != "sae" or args or d not in s.option_dims:
             continue
         for label, (_, fitted) in _options(s).items():
             if fitted is not None:
                 fit_key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "n": n,
-                           "components": s["components"], "fit_codes": s["fit_codes"], "fit_iter": s["fit_iter"],
-                           "n_geometry": s["n_geometry"], "features": features}
+                           "components": s.components, "fit_codes": s.fit_codes, "fit_iter": s.fit_iter,
+                           "n_geometry": s.n_geometry, "features": features}
                 results[("sae", d, label)] = ctx.cached(f"metrics-sae-{d}-{label}", fit_key, lambda: evaluate_fitted(
                     ctx, s, model, fitted, train_set, test, real, extractor, n))
     if not ctx.is_main:
@@ -117,21 +143,21 @@ def run(ctx: Context) -> None:
     figures(ctx, s, results, models, test, fd_label(extractor))
 
 
-def plan(s: dict) -> list[tuple[str, int, dict]]:
+def plan(s: Preset) -> list[tuple[str, int, dict]]:
     """(method, d_z, options) in training order, the most telling first so an interrupted sweep keeps them:
     the spherical autoencoder and the VAE at the smallest and largest d_z, the trained options, the other d_z,
     then the S-VAE (up to svae_max_dim)."""
-    dims = sorted(s["dims"])
+    dims = sorted(s.dims)
     ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
     steps = [(kind, d, {}) for d in ends for kind in ("sae", "vae")]
-    steps += [("sae", d, args) for d in s["option_dims"] for args, _ in _options(s).values() if args]
+    steps += [("sae", d, args) for d in s.option_dims for args, _ in _options(s).values() if args]
     steps += [(kind, d, {}) for d in dims if d not in ends for kind in ("sae", "vae")]
-    return steps + [("svae", d, {}) for d in dims if d <= s["svae_max_dim"]]
+    return steps + [("svae", d, {}) for d in dims if d <= s.svae_max_dim]
 
 
-def _options(s: dict) -> dict:
+def _options(s: Preset) -> dict:
     """The options this scale measures (a preset's "options" names; all of them when it has none)."""
-    names = s.get("options", list(OPTIONS))
+    names = list(OPTIONS) if s.options is None else s.options
     unknown = sorted(set(names) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown options {unknown}; expected some of {', '.join(OPTIONS)}")
@@ -142,13 +168,13 @@ def _tag(args: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
 
 
-def model_key(ctx: Context, s: dict, kind: str, d: int, args: dict, data_name: str) -> dict:
-    return {"kind": kind, "z_dim": d, "options": args, "resolution": ctx.options.resolution or s["resolution"],
-            "width": s["width"], "steps": s["steps"], "batch": s["batch"], "lr": s["lr"], "seed": ctx.options.seed,
-            "data": data_name, "limit": s["limit"]}
+def model_key(ctx: Context, s: Preset, kind: str, d: int, args: dict, data_name: str) -> dict:
+    return {"kind": kind, "z_dim": d, "options": args, "resolution": ctx.options.resolution or s.resolution,
+            "width": s.width, "steps": s.steps, "batch": s.batch, "lr": s.lr, "seed": ctx.options.seed,
+            "data": data_name, "limit": s.limit}
 
 
-def train_model(ctx: Context, s: dict, kind: str, d: int, args: dict, images: torch.Tensor,
+def train_model(ctx: Context, s: Preset, kind: str, d: int, args: dict, images: torch.Tensor,
                 data_name: str) -> torch.nn.Module:
     """One objective at d_z = d trained on the training images; checkpoints in the cache resume or skip it."""
     name = f"train_{kind}_{d}" + (f"_{_tag(args)}" if args else "")
@@ -156,13 +182,13 @@ def train_model(ctx: Context, s: dict, kind: str, d: int, args: dict, images: to
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before, options or not
         torch.manual_seed(ctx.options.seed)
         objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
-                                   z_dim=d, width=s["width"], **args)
-    config = TrainConfig(steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+                                   z_dim=d, width=s.width, **args)
+    config = TrainConfig(steps=s.steps, batch_size=s.batch, lr=s.lr, seed=ctx.options.seed,
                          mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
-                         checkpoint_every=max(100, s["steps"] // 2), keep_checkpoints=1, resume=True,
+                         checkpoint_every=max(100, s.steps // 2), keep_checkpoints=1, resume=True,
                          log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
                          cpu=torch.device(ctx.device).type == "cpu")
-    result = ctx.checkpointed(name, folder, ctx.training_step(folder), s["steps"],
+    result = ctx.checkpointed(name, folder, ctx.training_step(folder), s.steps,
                               lambda: train(objective, images, config))
     return result.objective.to(ctx.device).eval()
 
@@ -236,7 +262,7 @@ def effective_dimension(kind: str, d: int) -> int:
     return d - 1 if kind == "sae" else d
 
 
-def evaluate(ctx: Context, s: dict, kind: str, model: Any, test: Any, real: np.ndarray, extractor: Any, n: int,
+def evaluate(ctx: Context, s: Preset, kind: str, model: Any, test: Any, real: np.ndarray, extractor: Any, n: int,
              priors: tuple[str, ...]) -> dict:
     """Reconstruction FD and MSE on the held-out images, samples from each prior, and the codes' geometry."""
     recon = in_batches(model.reconstruct, test.images, ctx.device).clamp(-1, 1)
@@ -249,7 +275,7 @@ def evaluate(ctx: Context, s: dict, kind: str, model: Any, test: Any, real: np.n
             lambda b: model.sample(b, prior=prior, generator=draws))
         images = _draw(ctx, sample, n)
         out["samples"][prior] = sample_metrics(real, images, extractor)
-    m = min(s["n_geometry"], len(test))
+    m = min(s.n_geometry, len(test))
     codes = in_batches(model.codes, test.images[:m], ctx.device)
     with torch.no_grad():
         ref = _reference_latents(kind, model, m, generator_seed(ctx, "dimension-reference", kind)).float().cpu()
@@ -258,17 +284,17 @@ def evaluate(ctx: Context, s: dict, kind: str, model: Any, test: Any, real: np.n
     return out
 
 
-def evaluate_fitted(ctx: Context, s: dict, model: Any, kind: str, train_set: Any, test: Any, real: np.ndarray,
+def evaluate_fitted(ctx: Context, s: Preset, model: Any, kind: str, train_set: Any, test: Any, real: np.ndarray,
                     extractor: Any, n: int) -> dict:
     """The plain spherical autoencoder's decoder sampled from a mixture fitted to its training codes."""
     wrapper = model.wrapper
-    wrapper.fit_prior(train_set.images[: s["fit_codes"]].to(ctx.device), kind=kind, components=s["components"],
-                      seed=ctx.options.seed, max_iter=s["fit_iter"])
+    wrapper.fit_prior(train_set.images[: s.fit_codes].to(ctx.device), kind=kind, components=s.components,
+                      seed=ctx.options.seed, max_iter=s.fit_iter)
     try:
         draws = generator_seed(ctx, "dimension-fitted", kind)
         images = _draw(ctx, lambda b: model.sample(b, prior="fitted", generator=draws), n)
         samples = sample_metrics(real, images, extractor)
-        m = min(s["n_geometry"], len(test))
+        m = min(s.n_geometry, len(test))
         codes = in_batches(model.codes, test.images[:m], ctx.device)
         with torch.no_grad():
             ref = wrapper.latents(m, "fitted", generator_seed(ctx, "dimension-reference-fitted", kind)).cpu()
@@ -278,12 +304,12 @@ def evaluate_fitted(ctx: Context, s: dict, model: Any, kind: str, train_set: Any
     return {"samples": {"fitted": samples}, "geometry": geometry}
 
 
-def _label(kind: str, d: int, s: dict, tag: str = "") -> str:
+def _label(kind: str, d: int, s: Preset, tag: str = "") -> str:
     option = f", {tag}" if tag else ""
-    return f"{METHODS[kind]} (conv, d_z {d}, {s['steps']} steps{option})"
+    return f"{METHODS[kind]} (conv, d_z {d}, {s.steps} steps{option})"
 
 
-def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str) -> None:
+def report(ctx: Context, s: Preset, results: dict, extractor: Any, data_name: str) -> None:
     fd = fd_label(extractor)
     net = getattr(extractor, "description", extractor.name)
     common = {"feature_network": net, "data": data_name}
@@ -303,7 +329,7 @@ def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str)
                            n_real=m["n_real"], measured_on="decoder samples from the prior", **common)
         g = res["geometry"]
         for metric in ("pair_mean", "pair_std", "code_nn_median", "reference_nn_median", "nn_ratio"):
-            ctx.record(f"code {metric.replace('_', ' ')}", g[metric], model=label, n_samples=s["n_geometry"],
+            ctx.record(f"code {metric.replace('_', ' ')}", g[metric], model=label, n_samples=s.n_geometry,
                        z_dim=d, method=kind, lemma1=g["lemma1"], data=data_name,
                        measured_on="codes of held-out images vs the normal prior's draws, distances / radius")
         normal = res["samples"]["normal"]
@@ -313,33 +339,33 @@ def report(ctx: Context, s: dict, results: dict, extractor: Any, data_name: str)
                             max(values) / min(values)])
         geo_rows.append([d, METHODS[kind], g["pair_mean"], g["lemma1"]["mean"], g["pair_std"], g["lemma1"]["std"],
                          g["code_nn_median"], g["reference_nn_median"], g["nn_ratio"]])
-    note = (f"Every method has the same conv encoder/decoder (width {s['width']}), {s['steps']} Adam steps of batch "
-            f"{s['batch']}, seed {ctx.options.seed}, on {data_name}; held-out images from its test split.")
+    note = (f"Every method has the same conv encoder/decoder (width {s.width}), {s.steps} Adam steps of batch "
+            f"{s.batch}, seed {ctx.options.seed}, on {data_name}; held-out images from its test split.")
     ctx.table("Reconstruction of held-out images by d_z (lower is better)",
               markdown_table(["d_z", "method", "MSE ([0, 1] pixels)", fd], rows), note)
     ctx.table(f"Decoder samples from four priors by d_z: {fd} (lower is better), precision/recall (normal prior)",
               markdown_table(["d_z", "method", *PRIORS, "precision", "recall", "max/min FD"], sample_rows),
-              f"{s['n_samples']} samples per prior; FD against the held-out images' features, precision/recall "
+              f"{s.n_samples} samples per prior; FD against the held-out images' features, precision/recall "
               "(k = 3) against as many of them.")
     ctx.table("Code geometry: distances between codes of held-out images, in units of the prior draws' radius",
               markdown_table(["d_z", "method", "pair mean", "Lemma 1 mean", "pair std", "Lemma 1 std",
                               "median code NN", "median prior-draw-to-code NN", "ratio"], geo_rows),
-              f"{s['n_geometry']} codes. Lemma 1 is for uniform points on the unit sphere of the codes' dimension "
+              f"{s.n_geometry} codes. Lemma 1 is for uniform points on the unit sphere of the codes' dimension "
               "(d_z - 1 for the spherical autoencoder, whose codes are centred). The prior draws are the normal "
               "prior's, as the decoder receives them (raw N(0, I) for the VAE). ratio > 1: prior draws land "
               "farther from any code than codes lie from each other.")
     options_report(ctx, s, results, fd, common)
     normal_fd = {(kind, d): res["samples"]["normal"]["FD"] for (kind, d, tag), res in results.items() if not tag}
-    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s["dims"]]
+    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s.dims]
     beats = [d for d, a, b in vae_gap if a <= b]
     ctx.target("spherical autoencoder's normal-prior sample FD <= VAE's", "at some d_z",
                ", ".join(f"d_z {d}: {a:.3g} vs {b:.3g}" for d, a, b in vae_gap), bool(beats))
 
 
-def options_report(ctx: Context, s: dict, results: dict, fd: str, common: dict) -> dict:
+def options_report(ctx: Context, s: Preset, results: dict, fd: str, common: dict) -> dict:
     """The options against the plain spherical autoencoder at each option d_z; returns {option: meets at all}."""
     rows, meets, verdicts = [], {label: True for label in _options(s)}, {label: [] for label in _options(s)}
-    for d in s["option_dims"]:
+    for d in s.option_dims:
         plain = results[("sae", d, "")]
         base, base_mse = plain["samples"]["normal"], plain["recon"]["MSE"]
         rows.append([d, "plain", base_mse, 1.0, base["FD"], base["precision"], base["recall"], "-"])
@@ -362,24 +388,24 @@ def options_report(ctx: Context, s: dict, results: dict, fd: str, common: dict) 
     ctx.table("Options of the spherical autoencoder against the plain one at the same budget",
               markdown_table(["d_z", "option", "recon MSE", "MSE / plain", f"sample {fd}", "precision", "recall",
                               "better FD and recall, MSE <= 1.1x"], rows),
-              f"Fitted priors: K = {s['components']} components on the codes of {s['fit_codes']} training images, "
+              f"Fitted priors: K = {s.components} components on the codes of {s.fit_codes} training images, "
               "sampled with prior='fitted' (reconstruction unchanged). The other options are trained with the "
               "option and sampled from the normal prior.")
     for label, ok in meets.items():
         ctx.target(f"option {label}: better sample FD and recall, MSE <= 1.1x plain",
-                   f"at d_z {', '.join(map(str, s['option_dims']))}", ", ".join(verdicts[label]), ok)
+                   f"at d_z {', '.join(map(str, s.option_dims))}", ", ".join(verdicts[label]), ok)
     return meets
 
 
-def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any, fd: str) -> None:
+def figures(ctx: Context, s: Preset, results: dict, models: dict, test: Any, fd: str) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(PRIORS), figsize=(3.3 * len(PRIORS), 3.2), sharey=True)
     for ax, prior in zip(axes, PRIORS):
         for kind in METHODS:
-            dims = [d for d in s["dims"] if (kind, d, "") in results]
+            dims = [d for d in s.dims if (kind, d, "") in results]
             ax.plot(dims, [results[(kind, d, "")]["samples"][prior]["FD"] for d in dims], "o-", label=METHODS[kind])
         for label in ("fitted-gmm", "fitted-vmf"):
-            dims = [d for d in s["option_dims"] if ("sae", d, label) in results]
+            dims = [d for d in s.option_dims if ("sae", d, label) in results]
             if prior == "normal" and dims:
                 ax.plot(dims, [results[("sae", d, label)]["samples"]["fitted"]["FD"] for d in dims], "s--",
                         label=f"spherical AE, {label} prior")
@@ -393,14 +419,14 @@ def figures(ctx: Context, s: dict, results: dict, models: dict, test: Any, fd: s
     _histograms(ctx, s, models, test)
 
 
-def _histograms(ctx: Context, s: dict, models: dict, test: Any) -> None:
+def _histograms(ctx: Context, s: Preset, models: dict, test: Any) -> None:
     plt = pyplot()
-    kinds = [k for k in ("sae", "svae") if any((k, d, "") in models for d in s["dims"])]
-    fig, axes = plt.subplots(len(kinds), len(s["dims"]), figsize=(2.6 * len(s["dims"]), 2.4 * len(kinds)),
+    kinds = [k for k in ("sae", "svae") if any((k, d, "") in models for d in s.dims)]
+    fig, axes = plt.subplots(len(kinds), len(s.dims), figsize=(2.6 * len(s.dims), 2.4 * len(kinds)),
                              squeeze=False)
-    m = min(s["n_geometry"], len(test))
+    m = min(s.n_geometry, len(test))
     for i, kind in enumerate(kinds):
-        for j, d in enumerate(s["dims"]):
+        for j, d in enumerate(s.dims):
             ax = axes[i, j]
             if (kind, d, "") not in models:
                 ax.axis("off")

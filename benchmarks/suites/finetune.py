@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,23 +32,48 @@ PRIORS = ("normal", "uniform", "poisson", "chi2")
 VARIANTS = (("VAE (before)", "before", False), ("VAE, latents on the sphere (no fine-tuning)", "before", True),
             ("fine-tuned spherical autoencoder (after)", "after", True))
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One scale of the suite: the AutoencoderKL built here (image side, block widths, latent channels, group
+    norm groups), its VAE pre-training and spherical fine-tuning steps, the KL weight `beta`, samples per
+    metric, the held-out share and size (None: all), an optional image cap, and the mixture fitted to the
+    codes (`components`, on `fit_codes` training codes)."""
+
+    resolution: int
+    blocks: list[int]
+    latent_channels: int
+    norm_groups: int
+    pretrain_steps: int
+    steps: int
+    batch: int
+    lr: float
+    beta: float
+    n_samples: int
+    held_out: float
+    n_test: int | None
+    components: int
+    fit_codes: int
+    limit: int | None = None
+
+
 # Fashion-MNIST (28x28) is padded to 32x32; the digits smoke run stays at 16x16.
 PRESETS = {
-    "quick": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
-              "pretrain_steps": 400, "steps": 200, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 2000,
-              "held_out": 0.2, "n_test": 2000, "limit": None, "components": 10, "fit_codes": 2000},
-    "standard": {"resolution": 32, "blocks": [16, 32, 32], "latent_channels": 4, "norm_groups": 8,
-                 "pretrain_steps": 1500, "steps": 750, "batch": 64, "lr": 1e-3, "beta": 1.0, "n_samples": 5000,
-                 "held_out": 0.2, "n_test": 5000, "limit": None, "components": 10, "fit_codes": 5000},
-    "paper": {"resolution": 32, "blocks": [64, 128, 128], "latent_channels": 4, "norm_groups": 32,
-              "pretrain_steps": 20000, "steps": 5000, "batch": 128, "lr": 1e-4, "beta": 1.0, "n_samples": 10000,
-              "held_out": 0.2, "n_test": 10000, "limit": None, "components": 10, "fit_codes": 10000},
+    "quick": Preset(resolution=32, blocks=[16, 32, 32], latent_channels=4, norm_groups=8,
+                    pretrain_steps=400, steps=200, batch=64, lr=1e-3, beta=1.0, n_samples=2000,
+                    held_out=0.2, n_test=2000, limit=None, components=10, fit_codes=2000),
+    "standard": Preset(resolution=32, blocks=[16, 32, 32], latent_channels=4, norm_groups=8,
+                       pretrain_steps=1500, steps=750, batch=64, lr=1e-3, beta=1.0, n_samples=5000,
+                       held_out=0.2, n_test=5000, limit=None, components=10, fit_codes=5000),
+    "paper": Preset(resolution=32, blocks=[64, 128, 128], latent_channels=4, norm_groups=32,
+                    pretrain_steps=20000, steps=5000, batch=128, lr=1e-4, beta=1.0, n_samples=10000,
+                    held_out=0.2, n_test=10000, limit=None, components=10, fit_codes=10000),
 }
 SMOKE = {"resolution": 16, "pretrain_steps": 200, "steps": 100, "n_samples": 500}
 FITTED_LABEL = "fine-tuned spherical autoencoder, prior fitted to its codes"
 
 
-def settings(ctx: Context) -> dict:
+def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, SMOKE, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
 
 
@@ -69,8 +95,8 @@ class KLAutoencoderObjective(nn.Module):
         return loss, {"loss": loss.detach(), "mse": mse}
 
 
-def train_config(ctx: Context, steps: int, s: dict, folder) -> Any:
-    return TrainConfig(steps=steps, batch_size=s["batch"], lr=s["lr"], seed=ctx.options.seed,
+def train_config(ctx: Context, steps: int, s: Preset, folder) -> Any:
+    return TrainConfig(steps=steps, batch_size=s.batch, lr=s.lr, seed=ctx.options.seed,
                        mixed_precision=mixed_precision(ctx.device), checkpoint_dir=str(folder),
                        checkpoint_every=max(100, steps // 4), keep_checkpoints=1, resume=True,
                        log_path=str(folder / "log.jsonl"), progress=ctx.is_main,
@@ -91,22 +117,22 @@ def given_vae(spec: str) -> nn.Module:
     return vae
 
 
-def base_vae(ctx: Context, s: dict, images: Tensor, given: nn.Module | None) -> tuple[nn.Module, str, dict]:
+def base_vae(ctx: Context, s: Preset, images: Tensor, given: nn.Module | None) -> tuple[nn.Module, str, dict]:
     """The AutoencoderKL to fine-tune: the given one, or a tiny one pre-trained here as a VAE (cached)."""
     if given is not None:
         return given.to(ctx.device), ctx.options.model, {"model": ctx.options.model, **file_stamp(ctx.options.model)}
-    config = {"channels": int(images.shape[1]), "resolution": int(images.shape[-1]), "block_out_channels": s["blocks"],
-              "latent_channels": s["latent_channels"], "norm_num_groups": s["norm_groups"], "scaling_factor": 1.0,
+    config = {"channels": int(images.shape[1]), "resolution": int(images.shape[-1]), "block_out_channels": s.blocks,
+              "latent_channels": s.latent_channels, "norm_num_groups": s.norm_groups, "scaling_factor": 1.0,
               "seed": ctx.options.seed}
-    key = {**config, "steps": s["pretrain_steps"], "batch": s["batch"], "lr": s["lr"], "beta": s["beta"],
+    key = {**config, "steps": s.pretrain_steps, "batch": s.batch, "lr": s.lr, "beta": s.beta,
            "data": ctx.options.data, "n_images": len(images)}
     vae = load_model("diffusers:tiny-vae", **config)
     folder = ctx.cache_path("pretrain-vae", key, suffix="")
-    objective = KLAutoencoderObjective(vae, s["beta"])
-    run_training(ctx, "pretrain_vae", folder, s["pretrain_steps"],
-                 lambda: train(objective, images, train_config(ctx, s["pretrain_steps"], s, folder)))
-    label = (f"diffusers AutoencoderKL (blocks {s['blocks']}, {s['latent_channels']} latent channels) pre-trained "
-             f"{s['pretrain_steps']} steps as a VAE (beta {s['beta']:g}) on {ctx.options.data}")
+    objective = KLAutoencoderObjective(vae, s.beta)
+    run_training(ctx, "pretrain_vae", folder, s.pretrain_steps,
+                 lambda: train(objective, images, train_config(ctx, s.pretrain_steps, s, folder)))
+    label = (f"diffusers AutoencoderKL (blocks {s.blocks}, {s.latent_channels} latent channels) pre-trained "
+             f"{s.pretrain_steps} steps as a VAE (beta {s.beta:g}) on {ctx.options.data}")
     return vae.to(ctx.device).eval(), label, key
 
 
@@ -142,22 +168,22 @@ def run(ctx: Context) -> None:
     spec = ctx.model_spec(MODEL_SCHEMES)
     given = given_vae(spec) if spec else None
     if given is not None:
-        resolution, channels = given.config.get("sample_size") or s["resolution"], int(given.config.in_channels)
+        resolution, channels = given.config.get("sample_size") or s.resolution, int(given.config.in_channels)
     else:
-        resolution, channels = s["resolution"], 1 if ctx.options.data == "digits" else None
-    splits = load_splits(ctx.options, resolution=resolution, channels=channels, limit=s["limit"],
-                         held_out=lambda n: held_out_share(n, s["held_out"]), n_test=s["n_test"])
+        resolution, channels = s.resolution, 1 if ctx.options.data == "digits" else None
+    splits = load_splits(ctx.options, resolution=resolution, channels=channels, limit=s.limit,
+                         held_out=lambda n: held_out_share(n, s.held_out), n_test=s.n_test)
     data, test, train_images = splits.real, splits.test, splits.train.images
     extractor = feature_network(ctx, data)
-    check_sample_count(s["n_samples"], extractor, data, "the fine-tuned decoders' samples")
+    check_sample_count(s.n_samples, extractor, data, "the fine-tuned decoders' samples")
     check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
     vae, label, key = base_vae(ctx, s, train_images, given)
     options = latent_options(vae, int(data.images.shape[-1]))
     before = copy.deepcopy(vae).eval()
-    folder = ctx.cache_path("finetune-sae", {**key, "finetune_steps": s["steps"], "batch": s["batch"], "lr": s["lr"]},
+    folder = ctx.cache_path("finetune-sae", {**key, "finetune_steps": s.steps, "batch": s.batch, "lr": s.lr},
                             suffix="")
-    result = run_training(ctx, "finetune_sae", folder, s["steps"], lambda: finetune_autoencoder_to_sae(
-        vae, train_images, train_config(ctx, s["steps"], s, folder), options=options))
+    result = run_training(ctx, "finetune_sae", folder, s.steps, lambda: finetune_autoencoder_to_sae(
+        vae, train_images, train_config(ctx, s.steps, s, folder), options=options))
     if not ctx.is_main:
         return
     after = result.objective.wrapper.to(ctx.device).eval()
@@ -165,15 +191,15 @@ def run(ctx: Context) -> None:
     lpips = lpips_metric(ctx)
     results = {}
     for variant, weights, sphere in progress(VARIANTS, "finetune: metrics"):
-        part_key = {**key, "variant": variant, "finetune_steps": s["steps"] if weights == "after" else 0,
-                    "n": s["n_samples"], "n_test": len(test), "lpips": lpips is not None,
+        part_key = {**key, "variant": variant, "finetune_steps": s.steps if weights == "after" else 0,
+                    "n": s.n_samples, "n_test": len(test), "lpips": lpips is not None,
                     "real": data.description, "metrics": QUALITY_METRICS,
                     "features": getattr(extractor, "fingerprint", extractor.name)}
         results[variant] = ctx.cached(f"metrics-{weights}-{'sphere' if sphere else 'raw'}", part_key,
                                       lambda: evaluate(ctx, s, models[weights], sphere, options, data, test, extractor,
                                                        lpips, f"{variant}: {label}"))
-    fit_key = {**key, "finetune_steps": s["steps"], "fitted": "gmm", "components": s["components"],
-               "fit_codes": s["fit_codes"], "n": s["n_samples"], "real": data.description, "metrics": QUALITY_METRICS,
+    fit_key = {**key, "finetune_steps": s.steps, "fitted": "gmm", "components": s.components,
+               "fit_codes": s.fit_codes, "n": s.n_samples, "real": data.description, "metrics": QUALITY_METRICS,
                "features": getattr(extractor, "fingerprint", extractor.name)}
     fitted = ctx.cached("metrics-after-fitted", fit_key, lambda: evaluate_fitted(
         ctx, s, after, train_images, data, extractor, f"{FITTED_LABEL}: {label}"))
@@ -190,7 +216,7 @@ def codec(vae: nn.Module, sphere: bool, options: dict) -> tuple[Any, Any]:
             wrap_generator(vae, spherize=sphere, center=sphere, options=dict(options)))
 
 
-def evaluate(ctx: Context, s: dict, vae: nn.Module, sphere: bool, options: dict, data: Any, test: Any,
+def evaluate(ctx: Context, s: Preset, vae: nn.Module, sphere: bool, options: dict, data: Any, test: Any,
              extractor: Any, lpips: Any, model: str) -> dict:
     autoencoder, generator = codec(vae, sphere, options)
     recon = in_batches(lambda x: autoencoder(x).reconstruction, test.images, ctx.device)
@@ -199,27 +225,27 @@ def evaluate(ctx: Context, s: dict, vae: nn.Module, sphere: bool, options: dict,
     for prior in PRIORS:
         draws = generator_seed(ctx, "finetune-samples", sphere, prior)
         fake = clamped(lambda b: generator.sample(b, prior=prior, generator=draws), ctx.device)
-        samples[prior] = sample_quality(ctx, data, fake, extractor, s["n_samples"], prior=prior, model=model,
+        samples[prior] = sample_quality(ctx, data, fake, extractor, s.n_samples, prior=prior, model=model,
                                  data=data.description, extra={"measured_on": "decoder samples from the prior",
                                                                "latents_on_sphere": sphere})
     return {"reconstruction": records, "samples": samples}
 
 
-def evaluate_fitted(ctx: Context, s: dict, wrapper: Any, train_images: Tensor, data: Any, extractor: Any,
+def evaluate_fitted(ctx: Context, s: Preset, wrapper: Any, train_images: Tensor, data: Any, extractor: Any,
                     model: str) -> list:
     """Decoder samples of the fine-tuned wrapper from a Gaussian mixture fitted to the codes of training images
     (the dimension study's recommended option; reconstruction is unchanged, the mixture is fitted afterwards)."""
-    wrapper.fit_prior(train_images[: s["fit_codes"]].to(ctx.device), kind="gmm", components=s["components"],
+    wrapper.fit_prior(train_images[: s.fit_codes].to(ctx.device), kind="gmm", components=s.components,
                       seed=ctx.options.seed)
     draws = generator_seed(ctx, "finetune-samples-fitted")
     fake = clamped(lambda b: wrapper.sample(b, prior="fitted", generator=draws), ctx.device)
-    return sample_quality(ctx, data, fake, extractor, s["n_samples"], prior="fitted", model=model,
+    return sample_quality(ctx, data, fake, extractor, s.n_samples, prior="fitted", model=model,
                           data=data.description, extra={"measured_on": "decoder samples from the fitted prior",
-                                                        "latents_on_sphere": True, "components": s["components"],
-                                                        "fit_codes": s["fit_codes"]})
+                                                        "latents_on_sphere": True, "components": s.components,
+                                                        "fit_codes": s.fit_codes})
 
 
-def fitted_report(ctx: Context, s: dict, results: dict, fitted: list) -> None:
+def fitted_report(ctx: Context, s: Preset, results: dict, fitted: list) -> None:
     """The fine-tuned decoder sampled from the normal prior and from the fitted mixture, side by side."""
     for record in fitted:
         ctx.add_record(record)
@@ -227,16 +253,16 @@ def fitted_report(ctx: Context, s: dict, results: dict, fitted: list) -> None:
     mixture = by_metric(fitted)
     fd_name = plain["FD"]["metric"]
     rows = [[f"{VARIANTS[2][0]}, normal prior", *(plain[m]["value"] for m in ("FD", "precision", "recall"))],
-            [f"{FITTED_LABEL} (Gaussian mixture, K = {s['components']})",
+            [f"{FITTED_LABEL} (Gaussian mixture, K = {s.components})",
              *(mixture[m]["value"] for m in ("FD", "precision", "recall"))]]
     ctx.table("The fine-tuned decoder sampled from a prior fitted to its codes",
               markdown_table(["sampled from", fd_name, f"precision (k = {PR_K})", f"recall (k = {PR_K})"], rows),
-              f"The mixture is fitted after fine-tuning to the codes of {s['fit_codes']} training images "
-              f"(`fit_prior(images, kind='gmm', components={s['components']})`, then `sample(n, prior='fitted')`); "
-              f"{s['n_samples']} samples each.")
+              f"The mixture is fitted after fine-tuning to the codes of {s.fit_codes} training images "
+              f"(`fit_prior(images, kind='gmm', components={s.components})`, then `sample(n, prior='fitted')`); "
+              f"{s.n_samples} samples each.")
 
 
-def report(ctx: Context, s: dict, results: dict, label: str) -> None:
+def report(ctx: Context, s: Preset, results: dict, label: str) -> None:
     first = next(iter(results.values()))
     fd_name = first["reconstruction"]["FD"]["metric"]
     has_lpips = "LPIPS" in first["reconstruction"]
@@ -255,8 +281,8 @@ def report(ctx: Context, s: dict, results: dict, label: str) -> None:
               *[f"{fd_name} {p} (P / R)" for p in PRIORS], "FD max/min"]
     ctx.table("Fine-tuning an AutoencoderKL into a spherical autoencoder (lower is better)",
               markdown_table(header, rows),
-              f"Base model: {label}; fine-tuned {s['steps']} steps on reconstruction alone. Reconstructions of "
-              f"{first['reconstruction']['MSE']['n_samples']} held-out images; {s['n_samples']} decoder samples "
+              f"Base model: {label}; fine-tuned {s.steps} steps on reconstruction alone. Reconstructions of "
+              f"{first['reconstruction']['MSE']['n_samples']} held-out images; {s.n_samples} decoder samples "
               f"per prior against the real set ({by_metric(first['samples']['normal'])['FD']['data']}); precision / "
               f"recall with k = {PR_K}, density and coverage (k = {DC_K}) in results.json and "
               "density_coverage.png. 'VAE (before)' decodes prior draws as drawn; the other rows "

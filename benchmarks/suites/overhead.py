@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -24,19 +25,32 @@ DESCRIPTION = "cost of the plugin layer: wrapper vs raw model, centerize+spheriz
 MODEL_SCHEMES: tuple[str, ...] = ()
 WRAPPER_TARGET, COPY_TARGET = 1.02, 3.0
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One scale of the suite: timing rounds, the generators' batch, training-step rounds, whether to time
+    torch.compile (minutes on a CPU), and the tensor shapes centerize + spherize is timed on."""
+
+    repeats: int
+    batch: int
+    step_repeats: int
+    copy_shapes: list[list[int]]
+    compile: bool = False
+
+
 # torch.compile timing costs minutes of compiling on 2 CPU cores, more than the default run can spend: it runs
 # at the larger scales only.
 PRESETS = {
-    "quick": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": False,
-              "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
-    "standard": {"repeats": 100, "batch": 64, "step_repeats": 40, "compile": True,
-                 "copy_shapes": [[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]},
-    "paper": {"repeats": 200, "batch": 256, "step_repeats": 100, "compile": True,
-              "copy_shapes": [[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]},
+    "quick": Preset(repeats=100, batch=64, step_repeats=40, compile=False,
+                    copy_shapes=[[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]),
+    "standard": Preset(repeats=100, batch=64, step_repeats=40, compile=True,
+                       copy_shapes=[[64, 512], [1024, 512], [64, 4, 32, 32], [8192, 512]]),
+    "paper": Preset(repeats=200, batch=256, step_repeats=100, compile=True,
+                    copy_shapes=[[64, 512], [1024, 512], [64, 4, 64, 64], [65536, 512], [16, 4, 128, 128]]),
 }
 
 
-def settings(ctx: Context) -> dict:
+def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, repeats=ctx.options.rounds)
 
 
@@ -175,47 +189,47 @@ def run(ctx: Context) -> None:
     s = settings(ctx)
     device, seed = ctx.device, ctx.options.seed
     key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
-    wrap_rows = ctx.cached("wrapper", {**key, "batch": s["batch"], "repeats": s["repeats"]},
-                           lambda: wrapper_times(device, s["batch"], s["repeats"], seed))
-    compiled = bool(s.get("compile", False))
-    copy_rows = ctx.cached("copy", {**key, "shapes": s["copy_shapes"], "repeats": s["repeats"], "compile": compiled},
-                           lambda: copy_times(device, s["copy_shapes"], s["repeats"], seed, compiled))
+    wrap_rows = ctx.cached("wrapper", {**key, "batch": s.batch, "repeats": s.repeats},
+                           lambda: wrapper_times(device, s.batch, s.repeats, seed))
+    compiled = s.compile
+    copy_rows = ctx.cached("copy", {**key, "shapes": s.copy_shapes, "repeats": s.repeats, "compile": compiled},
+                           lambda: copy_times(device, s.copy_shapes, s.repeats, seed, compiled))
     try:
-        steps = ctx.cached("train_step", {**key, "repeats": s["step_repeats"]},
-                           lambda: step_times(device, s["step_repeats"], seed))
+        steps = ctx.cached("train_step", {**key, "repeats": s.step_repeats},
+                           lambda: step_times(device, s.step_repeats, seed))
     except ImportError as error:
         steps = None
         ctx.note(f"training-step timing skipped: {error}")
     report(ctx, s, wrap_rows, copy_rows, steps)
     if compiled:
         try:
-            rows = ctx.cached("compile", {**key, "repeats": s["step_repeats"]},
-                              lambda: compile_times(device, s["step_repeats"], seed))
+            rows = ctx.cached("compile", {**key, "repeats": s.step_repeats},
+                              lambda: compile_times(device, s.step_repeats, seed))
         except Exception as error:  # torch.compile unavailable here (no compiler, unsupported backend)
             ctx.note(f"torch.compile timing skipped: {type(error).__name__}: {error}")
         else:
             report_compile(ctx, s, rows)
 
 
-def report_compile(ctx: Context, s: dict, rows: list[dict]) -> None:
+def report_compile(ctx: Context, s: Preset, rows: list[dict]) -> None:
     for r in rows:
-        ctx.record("compile_speedup", r["speedup"], model=r["case"], n_samples=s["step_repeats"],
+        ctx.record("compile_speedup", r["speedup"], model=r["case"], n_samples=s.step_repeats,
                    compile_s=r["compile_s"], eager_ms=r["eager_ms"], compiled_ms=r["compiled_ms"])
     ctx.table("torch.compile against eager",
               markdown_table(["case", "first call s (compiling)", "eager ms", "compiled ms", "eager / compiled"],
                              [[r["case"], r["compile_s"], r["eager_ms"], r["compiled_ms"], r["speedup"]]
                               for r in rows]),
-              f"Medians of {s['step_repeats']} interleaved rounds after the first (compiling) call; the step is "
+              f"Medians of {s.step_repeats} interleaved rounds after the first (compiling) call; the step is "
               "forward, backward and Adam with the module compiled (what TrainConfig(compile=True) does).")
 
 
-def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], steps: dict | None) -> None:
+def report(ctx: Context, s: Preset, wrap_rows: list[dict], copy_rows: list[dict], steps: dict | None) -> None:
     timed = [r for r in wrap_rows if "error" not in r]
     for r in wrap_rows:
         if "error" in r:
             ctx.note(f"{r['model']}: {r['error']}")
     for r in timed:
-        ctx.record("wrapper_time_ratio", r["ratio"], model=r["model"], n_samples=s["repeats"], batch=r["batch"],
+        ctx.record("wrapper_time_ratio", r["ratio"], model=r["model"], n_samples=s.repeats, batch=r["batch"],
                    raw_ms=r["raw_ms"], wrapped_ms=r["wrapped_ms"], noise_floor_ratio=r["noise_ratio"],
                    adapt_ms=r["adapt_ms"], component_ratio=r["component_ratio"])
         ctx.target(f"wrapper overhead, {r['model']}", f"<= {WRAPPER_TARGET:.2f}x raw", f"{r['ratio']:.4f}x "
@@ -226,12 +240,12 @@ def report(ctx: Context, s: dict, wrap_rows: list[dict], copy_rows: list[dict], 
                               "latent handling ms", "1 + handling / raw"],
                              [[r["model"], r["batch"], r["raw_ms"], r["wrapped_ms"], r["ratio"], r["noise_ratio"],
                                r["adapt_ms"], r["component_ratio"]] for r in timed]),
-              f"Medians of {s['repeats']} interleaved rounds; 'raw again / raw' times the same call twice and shows "
+              f"Medians of {s.repeats} interleaved rounds; 'raw again / raw' times the same call twice and shows "
               "how far two identical measurements drift on this machine; 'latent handling' times the wrapper's "
               "own work (checks, centerize, spherize) alone, a steadier estimate of its cost than the end-to-end "
               "ratio.")
     for r in copy_rows:
-        ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s["repeats"], shape=r["shape"],
+        ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s.repeats, shape=r["shape"],
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
                    chained_ratio=r["ratio_chained"], kernel_ratio=r.get("ratio_kernel"),
                    two_read_formula_ratio=r["ratio_two_reads"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,18 +21,31 @@ DESCRIPTION = "Lemma 1 (distance between random points on a sphere), Theorem 1 (
 MODEL_SCHEMES: tuple[str, ...] = ()
 PRIORS = ("normal", "uniform", "poisson", "chi2")
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One scale of the suite: `dims` for Lemma 1 and Theorem 1, Monte Carlo `pairs` per d, Theorem 2's point
+    sets of `w2_points` drawn `w2_repeats` times, and the dimensions whose distance histograms are drawn."""
+
+    dims: list[int]
+    pairs: int
+    w2_points: int
+    w2_repeats: int
+    pdf_dims: list[int]
+
+
 PRESETS = {
-    "quick": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024], "pairs": 20000, "w2_points": 128,
-              "w2_repeats": 3, "pdf_dims": [3, 16, 512]},
-    "standard": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048], "pairs": 100000, "w2_points": 500,
-                 "w2_repeats": 3, "pdf_dims": [3, 16, 512]},
-    "paper": {"dims": [2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], "pairs": 200000,
-              "w2_points": 1000, "w2_repeats": 5, "pdf_dims": [3, 16, 512]},
+    "quick": Preset(dims=[2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024], pairs=20000, w2_points=128,
+                    w2_repeats=3, pdf_dims=[3, 16, 512]),
+    "standard": Preset(dims=[2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048], pairs=100000, w2_points=500,
+                       w2_repeats=3, pdf_dims=[3, 16, 512]),
+    "paper": Preset(dims=[2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], pairs=200000,
+                    w2_points=1000, w2_repeats=5, pdf_dims=[3, 16, 512]),
 }
 PAPER_MEAN_512, PAPER_STD_512 = 1.4139, 0.0313
 
 
-def settings(ctx: Context) -> dict:
+def settings(ctx: Context) -> Preset:
     """The preset for the run's scale; --n-samples sets the Monte Carlo pairs, --steps is not used."""
     return pick(ctx.options, PRESETS, pairs=ctx.options.n_samples)
 
@@ -106,33 +120,33 @@ def run(ctx: Context) -> None:
     seed = ctx.options.seed
     if not ctx.is_main:
         return
-    lemma = ctx.cached("lemma1", {"dims": s["dims"], "pairs": s["pairs"], "seed": seed},
-                       lambda: lemma1_rows(s["dims"], s["pairs"], seed))
-    annulus = ctx.cached("theorem1", {"dims": s["dims"]}, lambda: annulus_rows(s["dims"]))
-    w2 = ctx.cached("theorem2", {"dims": s["dims"], "n": s["w2_points"], "repeats": s["w2_repeats"], "seed": seed},
-                    lambda: w2_rows(s["dims"], s["w2_points"], s["w2_repeats"], seed))
+    lemma = ctx.cached("lemma1", {"dims": s.dims, "pairs": s.pairs, "seed": seed},
+                       lambda: lemma1_rows(s.dims, s.pairs, seed))
+    annulus = ctx.cached("theorem1", {"dims": s.dims}, lambda: annulus_rows(s.dims))
+    w2 = ctx.cached("theorem2", {"dims": s.dims, "n": s.w2_points, "repeats": s.w2_repeats, "seed": seed},
+                    lambda: w2_rows(s.dims, s.w2_points, s.w2_repeats, seed))
     report_lemma1(ctx, lemma, s)
     report_pdf(ctx, s)
     report_theorem1(ctx, annulus)
     report_theorem2(ctx, w2, s)
 
 
-def report_lemma1(ctx: Context, rows: list[dict], s: dict) -> None:
+def report_lemma1(ctx: Context, rows: list[dict], s: Preset) -> None:
     for row in rows:
         for name, value in (("lemma1_mean_closed_form", row["mean"]), ("lemma1_std_closed_form", row["std"]),
                             ("lemma1_mean_asymptotic", row["mean_asymptotic"]),
                             ("lemma1_std_asymptotic", row["std_asymptotic"])):
             ctx.record(name, value, d=row["d"], radius=1.0)
-        ctx.record("lemma1_mean_monte_carlo", row["mc_mean"], n_samples=s["pairs"], d=row["d"], radius=1.0,
+        ctx.record("lemma1_mean_monte_carlo", row["mc_mean"], n_samples=s.pairs, d=row["d"], radius=1.0,
                    prior="uniform on the sphere")
-        ctx.record("lemma1_std_monte_carlo", row["mc_std"], n_samples=s["pairs"], d=row["d"], radius=1.0,
+        ctx.record("lemma1_std_monte_carlo", row["mc_std"], n_samples=s.pairs, d=row["d"], radius=1.0,
                    prior="uniform on the sphere")
     ctx.table("Lemma 1: distance between two random points on the unit sphere",
               markdown_table(["d", "mean (closed form)", "mean (Monte Carlo)", "sqrt(2)(1 - 1/8d)",
                               "std (closed form)", "std (Monte Carlo)", "1/sqrt(2d)"],
                              [[r["d"], r["mean"], r["mc_mean"], r["mean_asymptotic"], r["std"], r["mc_std"],
                                r["std_asymptotic"]] for r in rows], digits=5),
-              f"Monte Carlo: {s['pairs']} pairs of normalized Gaussian points per d, seed {ctx.options.seed}.")
+              f"Monte Carlo: {s.pairs} pairs of normalized Gaussian points per d, seed {ctx.options.seed}.")
     at512 = next((r for r in rows if r["d"] == 512), None)
     if at512 is not None:
         ctx.target("Lemma 1 mean at d=512", f"{PAPER_MEAN_512} (paper)", f"{at512['mean']:.4f}",
@@ -145,7 +159,7 @@ def report_lemma1(ctx: Context, rows: list[dict], s: dict) -> None:
     for ax, key, label, asym in ((axes[0], "mean", "mean distance", "sqrt(2)(1 - 1/(8d))"),
                                  (axes[1], "std", "std of the distance", "1/sqrt(2d)")):
         ax.plot(d, [r[key] for r in rows], "-", color="C0", label="closed form (Lemma 1)")
-        ax.plot(d, [r[f"mc_{key}"] for r in rows], "o", color="C1", label=f"Monte Carlo ({s['pairs']} pairs)")
+        ax.plot(d, [r[f"mc_{key}"] for r in rows], "o", color="C1", label=f"Monte Carlo ({s.pairs} pairs)")
         ax.plot(d, [r[f"{key}_asymptotic"] for r in rows], "--", color="C2", label=asym)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("dimension d")
@@ -157,11 +171,11 @@ def report_lemma1(ctx: Context, rows: list[dict], s: dict) -> None:
                "random points on the unit sphere against d; closed form, Monte Carlo and large-d forms.")
 
 
-def report_pdf(ctx: Context, s: dict) -> None:
+def report_pdf(ctx: Context, s: Preset) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(s["pdf_dims"]), figsize=(4 * len(s["pdf_dims"]), 3.4))
-    for ax, d in zip(np.atleast_1d(axes), s["pdf_dims"]):
-        sample = sphere_distances(d, s["pairs"], ctx.options.seed + 7 * d)
+    fig, axes = plt.subplots(1, len(s.pdf_dims), figsize=(4 * len(s.pdf_dims), 3.4))
+    for ax, d in zip(np.atleast_1d(axes), s.pdf_dims):
+        sample = sphere_distances(d, s.pairs, ctx.options.seed + 7 * d)
         ax.hist(sample, bins=60, density=True, color="C1", alpha=0.5, label="Monte Carlo")
         low, high = sample.min(), sample.max()
         span = high - low
@@ -171,7 +185,7 @@ def report_pdf(ctx: Context, s: dict) -> None:
         ax.set_xlabel("distance")
         ax.legend(fontsize=8)
     ctx.figure(fig, "lemma1_pdf.png", "Lemma 1: the density of the distance against a histogram of "
-               f"{s['pairs']} Monte Carlo pairs, for several d.")
+               f"{s.pairs} Monte Carlo pairs, for several d.")
 
 
 def report_theorem1(ctx: Context, rows: list[dict]) -> None:
@@ -204,12 +218,12 @@ def spread(values: list[float]) -> float:
     return max(values) / min(values) if min(values) > 0 else float("nan")
 
 
-def report_theorem2(ctx: Context, rows: list[dict], s: dict) -> None:
-    n = s["w2_points"]
+def report_theorem2(ctx: Context, rows: list[dict], s: Preset) -> None:
+    n = s.w2_points
     for row in rows:
         mode = "centerized+spherized" if row["projected"] else "raw"
         ctx.record("theorem2_w2", row["w2_mean"], n_samples=n, prior=row["prior"], d=row["d"], latents=mode,
-                   reference="independent N(0, I) set, same processing", repeats=s["w2_repeats"],
+                   reference="independent N(0, I) set, same processing", repeats=s.w2_repeats,
                    std_over_repeats=row["w2_std"])
         ctx.record("theorem2_w2_over_sqrt2n_r", row["ratio_mean"], n_samples=n, prior=row["prior"], d=row["d"],
                    latents=mode, radius="1" if row["projected"] else "sqrt(d)", std_over_repeats=row["ratio_std"])
@@ -223,7 +237,7 @@ def report_theorem2(ctx: Context, rows: list[dict], s: dict) -> None:
     header = ["d", *[f"{p} raw" for p in PRIORS], "raw max/min", *[f"{p} c+s" for p in PRIORS], "c+s max/min"]
     ctx.table("Theorem 2: exact W2 to an independent N(0, I) set, divided by sqrt(2n) r",
               markdown_table(header, table_rows),
-              f"n = {n} points per set, mean of {s['w2_repeats']} repeats; raw points use r = sqrt(d), "
+              f"n = {n} points per set, mean of {s.w2_repeats} repeats; raw points use r = sqrt(d), "
               "centerized + spherized (c+s) points lie on the unit sphere (r = 1). 1.0 is the theorem's limit.")
     top = table_rows[-1]
     ctx.note(f"Theorem 2 at d = {top[0]}: W2 / (sqrt(2n) r) is {min(top[6:10]):.4f}..{max(top[6:10]):.4f} across "

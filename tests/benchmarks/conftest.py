@@ -31,12 +31,12 @@ def tiny_presets(monkeypatch):
     """Replace the quick presets of the cheap suites by tiny ones for this test."""
     from benchmarks.suites import autoencoder, dimension, finetune, overhead, sampling, theory
 
-    monkeypatch.setitem(theory.PRESETS, "quick", dict(TINY_THEORY))
-    monkeypatch.setitem(overhead.PRESETS, "quick", dict(TINY_OVERHEAD))
+    monkeypatch.setitem(theory.PRESETS, "quick", theory.Preset(**TINY_THEORY))
+    monkeypatch.setitem(overhead.PRESETS, "quick", overhead.Preset(**TINY_OVERHEAD))
     monkeypatch.setitem(sampling.PRESETS, "quick", sampling.Preset(**TINY_SAMPLING))
-    monkeypatch.setitem(autoencoder.PRESETS, "quick", dict(TINY_AUTOENCODER))
-    monkeypatch.setitem(finetune.PRESETS, "quick", dict(TINY_FINETUNE))
-    monkeypatch.setitem(dimension.PRESETS, "quick", dict(TINY_DIMENSION))
+    monkeypatch.setitem(autoencoder.PRESETS, "quick", autoencoder.Preset(**TINY_AUTOENCODER))
+    monkeypatch.setitem(finetune.PRESETS, "quick", finetune.Preset(**TINY_FINETUNE))
+    monkeypatch.setitem(dimension.PRESETS, "quick", dimension.Preset(**TINY_DIMENSION))
     for suite in (sampling, autoencoder, finetune):  # the digits smoke run's overrides would undo the tiny sizes
         monkeypatch.setattr(suite, "SMOKE", {})
 

@@ -52,9 +52,9 @@ def test_unknown_scales_use_the_largest_preset():
         options = SimpleNamespace(scale=scale, steps=None, n_samples=None)
         return dimension.settings(SimpleNamespace(options=options))
 
-    assert preset("paper")["dims"] == [8, 16, 32, 64, 128, 256, 512]
-    assert preset("standard")["dims"] == [8, 16, 32, 64, 128, 256, 512]
-    assert preset("quick")["dims"] == [8, 64, 512]
+    assert preset("paper").dims == [8, 16, 32, 64, 128, 256, 512]
+    assert preset("standard").dims == [8, 16, 32, 64, 128, 256, 512]
+    assert preset("quick").dims == [8, 64, 512]
 
 
 def _uniform(n, d, seed):

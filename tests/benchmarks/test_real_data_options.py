@@ -90,8 +90,8 @@ def test_standard_presets_are_the_papers_latent_sizes():
     s = sampling.PRESETS["standard"]
     assert (s.resolution, s.z_dim, s.depth) == (32, 512, 8) and s.seeds >= 3 and s.n_samples > 64
     a = autoencoder.PRESETS["standard"]
-    assert (a["resolution"], a["z_dim"]) == (32, 10) and a["n_samples"] > 64
-    assert finetune.PRESETS["standard"]["resolution"] == 32
+    assert (a.resolution, a.z_dim) == (32, 10) and a.n_samples > 64
+    assert finetune.PRESETS["standard"].resolution == 32
 
 
 def test_sample_quality_derives_every_metric_from_the_same_features(cheap_features, tmp_path):
