@@ -15,26 +15,33 @@ Dims = int | Sequence[int] | None
 
 def vector_dims(z: Tensor, dims: Dims = None) -> tuple[int, ...]:
     """The dimensions one latent vector spans: all but the batch dimension unless `dims` says otherwise."""
-    if z.dim() < 2:
-        raise ValueError(f"z must have a batch dimension and at least one latent dimension, got shape {tuple(z.shape)}")
-    if dims is None:
-        return tuple(range(1, z.dim()))
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    if not all(type(d) is int and -z.dim() <= d < z.dim() for d in dims):
-        raise ValueError(f"dims must be ints in [{-z.dim()}, {z.dim() - 1}] for z of shape {tuple(z.shape)} "
-                         f"(out-of-range dims are not wrapped around), got {dims}")
-    normalized = tuple(d % z.dim() for d in dims)
-    if not normalized or 0 in normalized or len(set(normalized)) != len(normalized):
-        raise ValueError(
-            f"dims must name distinct non-batch dimensions of z (shape {tuple(z.shape)}), got {dims}"
-        )
-    return normalized
+    return _dims_of(tuple(z.shape), dims)
 
 
 def group_size(shape: Sequence[int], dims: Dims = None) -> int:
     """Number of entries in one latent vector of a batch of `shape` (the d of the paper)."""
-    reduce = vector_dims(torch.empty(tuple(shape), device="meta"), dims)
-    return math.prod(shape[d] for d in reduce)
+    shape = tuple(shape)
+    size = 1
+    for d in _dims_of(shape, dims):  # a plain loop: torch.compile traces it without a graph break
+        size *= shape[d]
+    return size
+
+
+def _dims_of(shape: tuple[int, ...], dims: Dims) -> tuple[int, ...]:
+    """vector_dims for a batch of `shape`: checks and normalizes `dims` (negative ones counted from the end)."""
+    ndim = len(shape)
+    if ndim < 2:
+        raise ValueError(f"z must have a batch dimension and at least one latent dimension, got shape {shape}")
+    if dims is None:
+        return tuple(range(1, ndim))
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if not all(type(d) is int and -ndim <= d < ndim for d in dims):
+        raise ValueError(f"dims must be ints in [{-ndim}, {ndim - 1}] for z of shape {shape} "
+                         f"(out-of-range dims are not wrapped around), got {dims}")
+    normalized = tuple(d % ndim for d in dims)
+    if not normalized or 0 in normalized or len(set(normalized)) != len(normalized):
+        raise ValueError(f"dims must name distinct non-batch dimensions of z (shape {shape}), got {dims}")
+    return normalized
 
 
 def centerize(z: Tensor, dims: Dims = None) -> Tensor:
