@@ -281,7 +281,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @cuda
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 @pytest.mark.parametrize("kind", ["sae", "svae"])
-def test_mixed_precision_training_runs_and_resumes_on_the_gpu(digits, tmp_path, precision, kind):
+def test_mixed_precision_training_runs_and_resumes_on_cuda(digits, tmp_path, precision, kind):
     config = _config(steps=4, cpu=False, mixed_precision=precision, checkpoint_every=2, checkpoint_dir=str(tmp_path))
     first = train(conv_objective(kind, width=8), digits, config)
     assert next(first.objective.parameters()).device.type == "cuda"
