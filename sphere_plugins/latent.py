@@ -21,6 +21,9 @@ def vector_dims(z: Tensor, dims: Dims = None) -> tuple[int, ...]:
 def group_size(shape: Sequence[int], dims: Dims = None) -> int:
     """Number of entries in one latent vector of a batch of `shape` (the d of the paper)."""
     shape = tuple(shape)
+    if not all(isinstance(n, (int, torch.SymInt)) and not isinstance(n, bool) and not (isinstance(n, int) and n < 0)
+               for n in shape):
+        raise ValueError(f"shape must hold non-negative ints, got {shape}")
     size = 1
     for d in _dims_of(shape, dims):  # a plain loop: torch.compile traces it without a graph break
         size *= shape[d]

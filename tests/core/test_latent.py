@@ -228,3 +228,16 @@ def test_a_per_call_check_overrides_the_module_setting():
     assert torch.isnan(SphericalLatent(check=False)(z)).all()
     with pytest.raises(ValueError, match="zero vectors"):
         SphericalLatent(check=False)(z, check=True)
+
+
+def test_group_size_counts_the_entries_of_one_vector_and_rejects_bad_shapes():
+    from sphere_plugins.latent import group_size
+
+    assert group_size((4, 3, 2)) == 6
+    assert group_size([4, 3, 2], dims=1) == 3
+    assert group_size((4, 3, 2), dims=(-1,)) == 2
+    for bad in [(4, -1), (4, 1.5), (4, True)]:
+        with pytest.raises(ValueError, match="shape must hold non-negative ints"):
+            group_size(bad)
+    with pytest.raises(ValueError, match="dims must name distinct non-batch dimensions"):
+        group_size((4, 3), dims=0)
