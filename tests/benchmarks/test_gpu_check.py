@@ -41,3 +41,10 @@ def test_install_from_a_folder_without_wheels_is_refused_before_pip_runs(tmp_pat
                            "cpu"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"--install {tmp_path} holds no .whl files" in done.stderr and "offline_wheels.sh" in done.stderr
+
+
+def test_the_offline_wheels_script_parses_and_asks_for_its_folder():
+    script = ROOT / "scripts" / "offline_wheels.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "usage: scripts/offline_wheels.sh DIR" in done.stderr
