@@ -90,7 +90,7 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
     `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
     f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
     f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
-    fd = feature_record(fd_label_of(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
+    fd = feature_record(fd_label(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
                         f_fake, real, ctx.options.seed)
     precision, recall, density, coverage = real_manifold(f_real).all(f_fake, pr_k=PR_K, dc_k=DC_K)
     records = [fd.to_dict()]
@@ -122,11 +122,6 @@ def real_manifold(f_real: np.ndarray) -> Any:
         while len(_MANIFOLDS) > 4:
             _MANIFOLDS.popitem(last=False)
     return _MANIFOLDS[key]
-
-
-def fd_label_of(extractor: Any) -> str:
-    """FID for Inception features, FD-<name> otherwise."""
-    return fd_label(extractor)
 
 
 def by_metric(records: list[dict]) -> dict[str, dict]:

@@ -249,8 +249,8 @@ def report(ctx: Context, s: Preset, wrap_rows: list[dict], copy_rows: list[dict]
     for r in copy_rows:
         ctx.record("centerize_spherize_over_copy", r["ratio"], n_samples=s.repeats, shape=r["shape"],
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
-                   chained_ratio=r["ratio_chained"], kernel_ratio=r.get("ratio_kernel"),
-                   noise_floor_ratio=r.get("ratio_copy_again"),
+                   chained_ratio=r["ratio_chained"], kernel_ratio=r["ratio_kernel"],
+                   noise_floor_ratio=r["ratio_copy_again"],
                    two_read_formula_ratio=r["ratio_two_reads"],
                    compiled_kernel_ratio=r.get("ratio_compiled"))
         ctx.target(f"centerize+spherize, shape {r['shape']}", f"<= {COPY_TARGET:g}x a copy", f"{r['ratio']:.2f}x "
@@ -260,8 +260,8 @@ def report(ctx: Context, s: Preset, wrap_rows: list[dict], copy_rows: list[dict]
                               "unchecked / copy", "chained / copy", "layer norm kernel / copy",
                               "two-read formula / copy", "compiled kernel / copy"],
                              [["x".join(map(str, r["shape"])), r["megabytes"], r["copy_ms"],
-                               r.get("ratio_copy_again", "n/a"), r["c+s_ms"], r["ratio"], r["ratio_unchecked"],
-                               r["ratio_chained"], r.get("ratio_kernel", "n/a"), r["ratio_two_reads"],
+                               r["ratio_copy_again"], r["c+s_ms"], r["ratio"], r["ratio_unchecked"],
+                               r["ratio_chained"], r["ratio_kernel"], r["ratio_two_reads"],
                                "n/a" if r.get("ratio_compiled") is None else r["ratio_compiled"]]
                               for r in copy_rows]),
               "c+s = the core's centerize_spherize(z), what the wrappers run, with its NaN/zero-norm check; "
