@@ -8,9 +8,11 @@ uint32 per dimension, then the values in C order. Both data sets store uint8 ima
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -36,6 +38,9 @@ HOW_TO_GET = {
 }
 _UBYTE = 0x08
 _IMAGE_SIZE = (28, 28)
+# The largest idx file read (bytes of values): EMNIST, the largest MNIST-style set, holds about 0.6 GB.
+MAX_IDX_BYTES = 1 << 31
+_CHUNK = 1 << 20
 
 
 def data_folder(dataset: str) -> Path:
@@ -45,31 +50,62 @@ def data_folder(dataset: str) -> Path:
     return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT) / dataset
 
 
-def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
-    """The uint8 array an idx file holds (gzipped or not), after checking its magic, rank and byte count."""
+def read_idx(path: str | os.PathLike, ndim: int, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """The uint8 array an idx file holds (gzipped or not), after checking its magic, rank and byte count.
+
+    The header's shape fixes how many bytes are read: a gzip member is decompressed in bounded chunks up to
+    that size and no further, so a small file that inflates to gigabytes costs at most `max_bytes`.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with _open_idx(path) as stream:
+            magic = _read_upto(stream, 4)
+            if len(magic) < 4 or magic[:3] != bytes([0, 0, _UBYTE]) or magic[3] != ndim:
+                raise DataFileError(
+                    f"{str(path)!r} is not an idx file of uint8 with {ndim} dimension(s): "
+                    f"expected magic 00 00 08 {ndim:02x}, got {magic.hex(' ') or 'an empty file'}"
+                )
+            dims = _read_upto(stream, 4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataFileError(f"idx file {str(path)!r} is truncated: {4 + len(dims)} bytes, shorter than its "
+                                    f"header ({4 + 4 * ndim} bytes)")
+            shape = tuple(int.from_bytes(dims[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
+            expected = math.prod(shape)  # Python ints: four uint32 dimensions cannot overflow here
+            if expected > max_bytes:
+                raise DataFileError(f"idx file {str(path)!r} declares shape {shape}, {expected} bytes of values; "
+                                    f"refusing more than {max_bytes} bytes (max_bytes)")
+            values = _read_upto(stream, expected)
+            header = 4 + 4 * ndim
+            if len(values) < expected:
+                raise DataFileError(f"idx file {str(path)!r} is truncated: shape {shape} needs {header + expected} "
+                                    f"bytes, found {header + len(values)}")
+            if stream.read(1):
+                raise DataFileError(f"idx file {str(path)!r} is longer than its header says: shape {shape} needs "
+                                    f"{header + expected} bytes, found more")
+    except MemoryError:
+        raise DataFileError(f"idx file {str(path)!r}: not enough memory to hold its values") from None
     except (OSError, EOFError, zlib.error) as err:
         raise DataFileError(f"cannot read idx file {str(path)!r}: {err}") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or raw[3] != ndim:
-        raise DataFileError(
-            f"{str(path)!r} is not an idx file of uint8 with {ndim} dimension(s): "
-            f"expected magic 00 00 08 {ndim:02x}, got {raw[:4].hex(' ') or 'an empty file'}"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFileError(f"idx file {str(path)!r} is truncated: {len(raw)} bytes, shorter than its header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than its header says"
-        raise DataFileError(
-            f"idx file {str(path)!r} is {state}: shape {shape} needs {expected} bytes, found {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(values, dtype=np.uint8).reshape(shape)
+
+
+def _open_idx(path: Path) -> BinaryIO:
+    """The file's byte stream, decompressed on the fly when it starts with the gzip magic."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read_upto(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes of `stream`, read in chunks of at most _CHUNK, so memory follows what the file holds."""
+    parts, left = [], size
+    while left:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 def find_split_files(folder: str | os.PathLike, split: str, dataset: str = "fashion-mnist") -> tuple[Path, Path]:

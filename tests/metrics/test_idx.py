@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from sphere_plugins.data import load_images
 from sphere_plugins.errors import DataFileError
-from sphere_plugins.idx import DATA_ENV, data_folder
+from sphere_plugins.idx import DATA_ENV, data_folder, read_idx
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(
@@ -152,3 +153,37 @@ def test_check_idx_files_reads_the_named_split_or_each_given_one(tmp_path, idx_f
     for spec, splits in ((f"fashion-mnist:{tmp_path}:test", None), (f"fashion-mnist:{tmp_path}", ("train", "test"))):
         with pytest.raises(DataFileError, match="t10k-images-idx3-ubyte"):
             check_idx_files(spec, splits)
+
+
+def test_a_gzip_that_inflates_past_its_header_is_refused_without_inflating_it(tmp_path):
+    write_split(tmp_path, 10)
+    body = (tmp_path / "train-images-idx3-ubyte").read_bytes() + bytes(64 << 20)  # 64 MB of zeros after 10 images
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(body, compresslevel=9))
+    (tmp_path / "train-images-idx3-ubyte").unlink()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFileError, match=r"train-images-idx3-ubyte.gz.* longer than its header says"):
+            load_images(f"mnist:{tmp_path}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert bomb.stat().st_size < 1 << 20 and peak < 8 << 20
+
+
+def test_a_header_declaring_more_than_the_limit_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1) + bytes(100))
+    with pytest.raises(DataFileError, match=r"declares shape \(4294967295, 4294967295, 4294967295\).* refusing more"):
+        read_idx(path, 3)
+
+
+def test_running_out_of_memory_while_reading_is_our_error(tmp_path, monkeypatch):
+    path = write_idx(tmp_path / "labels-idx1-ubyte", np.zeros(5, np.uint8), compress=True)
+
+    def no_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(gzip.GzipFile, "read", no_memory)
+    with pytest.raises(DataFileError, match="labels-idx1-ubyte.*not enough memory"):
+        read_idx(path, 1)
