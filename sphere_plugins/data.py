@@ -24,6 +24,9 @@ ACCEPTED_SPECS = (
     "or a float tensor [N, C, H, W] with values in [-1, 1]"
 )
 _RANGE_TOLERANCE = 1e-4
+# A folder data set is held in memory whole: these bound it (environment variables raise them).
+MAX_FOLDER_IMAGES_ENV, MAX_FOLDER_IMAGES = "SPHERE_PLUGINS_MAX_FOLDER_IMAGES", 1_000_000
+MAX_FOLDER_BYTES_ENV, MAX_FOLDER_BYTES = "SPHERE_PLUGINS_MAX_FOLDER_BYTES", 4 << 30
 
 
 @dataclass
@@ -242,10 +245,22 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def read_image_files(
-    files: Sequence[Path], resolution: int | None = None, channels: int | None = None
+    files: Sequence[Path], resolution: int | None = None, channels: int | None = None, max_bytes: int | None = None
 ) -> Tensor:
-    """Decode image files into one [N, C, H, W] tensor in [-1, 1]; errors name the offending files."""
-    arrays = [_read_one(path, channels) for path in files]
+    """Decode image files into one [N, C, H, W] tensor in [-1, 1]; errors name the offending files.
+
+    max_bytes bounds the decoded pixels (as decoded, before resizing): the file that passes it raises.
+    """
+    arrays, held = [], 0
+    for path in files:
+        arrays.append(_read_one(path, channels))
+        held += arrays[-1].nbytes
+        if max_bytes is not None and held > max_bytes:
+            raise ValueError(
+                f"the {len(files)} image files decode to more than {max_bytes} bytes (passed at {str(path)!r}, "
+                f"file {len(arrays)}); load fewer (limit=N) or raise {MAX_FOLDER_BYTES_ENV} if the data set is meant "
+                "to be held in memory"
+            )
     if channels is None:
         channels = 3 if any(a.ndim == 3 for a in arrays) else 1
     tensors = []
@@ -297,12 +312,32 @@ def _read_one(path: Path, channels: int | None) -> np.ndarray:
         raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
 
 
+def _folder_limit(variable: str, default: int) -> int:
+    """The limit an environment variable sets (a positive int), else `default`."""
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable} must be a positive int, got {text!r}")
+    return value
+
+
 def _load_folder(folder: Path, resolution: int | None, channels: int | None, limit: int | None) -> ImageSet:
     """Images of a folder; class labels from first-level sub-folder names when every image lies in one."""
     files = list_image_files(folder)
     if limit is not None:
         files = files[:limit]
-    images = read_image_files(files, resolution, channels)
+    max_images = _folder_limit(MAX_FOLDER_IMAGES_ENV, MAX_FOLDER_IMAGES)
+    if len(files) > max_images:
+        raise ValueError(
+            f"image folder {str(folder)!r} holds {len(files)} image files, more than the {max_images} a data set "
+            f"held in memory may have; load fewer (limit=N) or raise {MAX_FOLDER_IMAGES_ENV}"
+        )
+    images = read_image_files(files, resolution, channels, _folder_limit(MAX_FOLDER_BYTES_ENV, MAX_FOLDER_BYTES))
     parts = [p.relative_to(folder).parts for p in files]
     labels, class_names = None, ()
     if all(len(p) > 1 for p in parts):

@@ -107,6 +107,28 @@ def test_decompression_bomb_gives_a_one_line_error_naming_the_file(tmp_path, mon
     assert "\n" not in str(caught.value)
 
 
+def test_a_folder_with_more_images_than_the_limit_is_refused_unless_raised_or_limited(tmp_path, monkeypatch):
+    for i in range(3):
+        _write_png(tmp_path / f"{i}.png", np.full((4, 4), i))
+    monkeypatch.setenv("SPHERE_PLUGINS_MAX_FOLDER_IMAGES", "2")
+    with pytest.raises(ValueError, match="holds 3 image files, more than the 2 .*SPHERE_PLUGINS_MAX_FOLDER_IMAGES"):
+        load_images(f"folder:{tmp_path}")
+    assert len(load_images(f"folder:{tmp_path}", limit=2)) == 2
+    monkeypatch.setenv("SPHERE_PLUGINS_MAX_FOLDER_IMAGES", "3")
+    assert len(load_images(f"folder:{tmp_path}")) == 3
+
+
+def test_a_folder_decoding_to_more_bytes_than_the_limit_names_the_file_that_passed_it(tmp_path, monkeypatch):
+    for name in ("a", "b", "c"):
+        _write_png(tmp_path / f"{name}.png", np.zeros((8, 8)))  # 64 bytes of grey pixels each
+    monkeypatch.setenv("SPHERE_PLUGINS_MAX_FOLDER_BYTES", "100")
+    with pytest.raises(ValueError, match=r"more than 100 bytes \(passed at .*b\.png.*SPHERE_PLUGINS_MAX_FOLDER_BYTES"):
+        load_images(f"folder:{tmp_path}")
+    monkeypatch.setenv("SPHERE_PLUGINS_MAX_FOLDER_BYTES", "lots")
+    with pytest.raises(ValueError, match="SPHERE_PLUGINS_MAX_FOLDER_BYTES must be a positive int, got 'lots'"):
+        load_images(f"folder:{tmp_path}")
+
+
 def test_mixed_sizes_name_two_files_and_suggest_resolution(tmp_path):
     _write_png(tmp_path / "small.png", np.zeros((4, 4)))
     _write_png(tmp_path / "wide.png", np.zeros((4, 6)))
