@@ -50,22 +50,40 @@ def pairs(items: list[str] | None, argument: str) -> dict[str, Any]:
     return result
 
 
+MAX_SEED = 2**32 - 1  # NVIDIA's seeds are numpy RandomState seeds, which end here
+MAX_SEEDS = 1_000_000  # per run: one PNG each
+
+
 def seeds(text: str, at_least: int = 1) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
-    found: list[int] = []
+    """'0-3,7' -> [0, 1, 2, 3, 7]; every seed in 0..MAX_SEED and at most MAX_SEEDS of them, counted before the
+    list is built."""
+    ranges: list[tuple[int, int]] = []
+    shown = text if len(text) <= 60 else text[:57] + "..."
     try:
         for part in filter(None, text.split(",")):
             low, dash, high = part.partition("-")
             first, last = int(low), int(high) if dash else int(low)
             if first < 0 or last < first:
                 raise ValueError
-            found.extend(range(first, last + 1))
+            ranges.append((first, last))
     except ValueError:
-        raise UsageError(f"--seeds takes non-negative ints and ranges such as '0-15' or '1,5,9', got {text!r}") \
+        raise UsageError(f"--seeds takes non-negative ints and ranges such as '0-15' or '1,5,9', got {shown!r}") \
             from None
-    if len(found) < at_least:
-        raise UsageError(f"--seeds needs at least {at_least} seed(s), got {text!r}")
-    return found
+    largest = max((last for _, last in ranges), default=0)
+    if largest > MAX_SEED:
+        raise UsageError(f"--seeds: seed {largest} is too large; seeds are ints in 0..{MAX_SEED}")
+    count = sum(last - first + 1 for first, last in ranges)
+    if count > MAX_SEEDS:
+        raise UsageError(f"--seeds {shown!r} names {count} seeds; at most {MAX_SEEDS} per run (split it into runs)")
+    if count < at_least:
+        raise UsageError(f"--seeds needs at least {at_least} seed(s), got {shown!r}")
+    return [seed for first, last in ranges for seed in range(first, last + 1)]
+
+
+def check_seed(value: int, argument: str = "--seed") -> None:
+    """A seed torch and numpy both take: an int in 0..MAX_SEED."""
+    if not 0 <= value <= MAX_SEED:
+        raise UsageError(f"{argument} must be an int in 0..{MAX_SEED}, got {value}")
 
 
 def check_prior(name: str | None, params: dict[str, Any]) -> None:

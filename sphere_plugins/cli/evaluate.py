@@ -56,6 +56,7 @@ def _kind(source: str, argument: str) -> str:
 def check(args: argparse.Namespace) -> None:
     args.prior_params = common.pairs(args.prior_param, "--prior-param")
     common.check_prior(args.prior, args.prior_params)
+    common.check_seed(args.seed)
     args.kinds = [_kind(args.real, "REAL"), _kind(args.fake, "FAKE")]
     if "model" in args.kinds and (args.n is None or args.n < 2):
         raise common.UsageError("a model source needs --n, the number of images to draw (>= 2)")

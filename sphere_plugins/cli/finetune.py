@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from sphere_plugins.cli import common
 
@@ -42,8 +43,12 @@ def check(args: argparse.Namespace) -> None:
     for name in ("steps", "batch"):
         if getattr(args, name) < 1:
             raise common.UsageError(f"--{name} must be a positive int, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise common.UsageError(f"--lr must be positive, got {args.lr}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise common.UsageError(f"--lr must be a positive finite number, got {args.lr}")
+    if args.resolution is not None and args.resolution < 1:
+        raise common.UsageError(f"--resolution must be a positive int (omit it for the model's own), got "
+                                f"{args.resolution}")
+    common.check_seed(args.seed)
     if not common.is_data_spec(args.data):
         raise common.UsageError(f"--data must be {common.DATA_HELP}, got {args.data!r}")
     common.check_data(args.data)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from sphere_plugins import load_model, wrap_autoencoder
+from sphere_plugins.cli.common import UsageError, seeds
 from sphere_plugins.models import ConvAutoencoder
 
 
@@ -64,12 +65,26 @@ def test_sample_writes_one_png_per_seed_the_same_whatever_the_batch(saved_sae, t
     (["interpolate", "stylegan2:tiny", "--seeds", "4", "--steps", "3"], "--seeds needs at least 2 seed(s)"),
     (["sample", "builtin:tiny-ae", "--radius", "-1"], "--radius must be positive, got -1.0"),
     (["interpolate", "builtin:tiny-ae", "--seeds", "0,1", "--radius", "0"], "--radius must be positive, got 0.0"),
+    (["sample", "builtin:tiny-ae", "--seeds", "0-99999999"], "names 100000000 seeds; at most 1000000 per run"),
+    (["sample", "builtin:tiny-ae", "--seeds", "3,4294967296"], "seed 4294967296 is too large; seeds are ints in 0.."),
+    (["finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "1", "--resolution", "0"],
+     "--resolution must be a positive int"),
+    (["finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "1", "--seed", str(2**64)],
+     "--seed must be an int in 0..4294967295, got 18446744073709551616"),
 ])
 def test_bad_arguments_exit_2_with_one_line_before_any_work(args, message, tmp_path):
     result = cli(*args, "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_seed_ranges_are_counted_and_bounded_before_any_list_is_built():
+    assert seeds("0-3,7") == [0, 1, 2, 3, 7] and seeds("4294967295") == [4294967295]
+    with pytest.raises(UsageError, match="names 1000001 seeds; at most 1000000"):
+        seeds("0-1000000")
+    with pytest.raises(UsageError, match="seed 4294967296 is too large"):
+        seeds("0-4294967296")
 
 
 def test_interpolate_writes_a_grid_and_a_gif_with_every_step(tmp_path):
