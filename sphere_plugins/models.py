@@ -11,6 +11,13 @@ import math
 from torch import Tensor, nn
 
 
+def _check_sizes(**sizes: int) -> None:
+    """ValueError naming the first size that is not a positive int (a zero z_dim or width builds empty layers)."""
+    for name, value in sizes.items():
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def _check_resolution(resolution: int) -> int:
     if resolution < 4 or resolution & (resolution - 1):
         raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
@@ -23,6 +30,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32, heads: int = 1,
                  extra: int = 0):
         super().__init__()
+        _check_sizes(channels=channels, z_dim=z_dim, width=width, heads=heads)
         if not isinstance(extra, int) or extra < 0:
             raise ValueError(f"extra must be a non-negative int (additional outputs), got {extra!r}")
         levels = _check_resolution(resolution) - 2
@@ -44,6 +52,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32):
         super().__init__()
+        _check_sizes(channels=channels, z_dim=z_dim, width=width)
         levels = _check_resolution(resolution) - 2
         self.width = width
         self.fc = nn.Sequential(nn.Linear(z_dim, width * 16), nn.LeakyReLU(0.2))

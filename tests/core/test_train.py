@@ -270,6 +270,14 @@ def test_an_objective_must_be_a_module(digits):
         train(lambda x: x, digits, _config())
 
 
+@pytest.mark.parametrize("size", ["z_dim", "width", "channels"])
+def test_a_zero_size_of_the_built_in_networks_is_refused_naming_it(size):
+    with pytest.raises(ValueError, match=f"{size} must be a positive int, got 0"):
+        conv_objective("vae", **{size: 0})
+    with pytest.raises(ValueError, match=f"{size} must be a positive int, got 0"):
+        ConvAutoencoder(**{size: 0})
+
+
 def test_unknown_objective_kind_is_rejected():
     with pytest.raises(ValueError, match="kind must be one of sae, vae, svae, ae"):
         conv_objective("gan")

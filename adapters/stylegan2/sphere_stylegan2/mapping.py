@@ -34,6 +34,9 @@ class MappingNetwork(nn.Module):
             embed_features = 0
         if layer_features is None:
             layer_features = w_dim
+        if z_dim + embed_features < 1:
+            raise ValueError(f"z_dim is {z_dim} and c_dim is {c_dim}: the mapping network would have no input; "
+                             "expected z_dim > 0 (or a conditional c_dim > 0)")
         features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)

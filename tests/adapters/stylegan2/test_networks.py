@@ -375,6 +375,11 @@ def test_wrong_z_width_is_refused_naming_the_expected_shape():
         tiny()(torch.randn(2, 15))
 
 
+def test_a_generator_without_z_or_c_is_refused_naming_both_fields():
+    with pytest.raises(ValueError, match=r"z_dim is 0 and c_dim is 0: the mapping network would have no input"):
+        Generator(z_dim=0, c_dim=0, w_dim=8, img_resolution=8, img_channels=3)
+
+
 def test_fully_connected_layer_applies_equalized_lr_and_activation_gain():
     layer = FullyConnectedLayer(4, 2, activation="lrelu", lr_multiplier=0.01, bias_init=1)
     with torch.no_grad():
