@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,11 +17,15 @@ from sphere_plugins.files import atomic_path
 from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator
 
 Wrapper = SphericalGenerator | SphericalAutoencoder
+MAX_SEED = 2**32 - 1  # the seeds numpy's RandomState takes, as NVIDIA's scripts use them
 
 
 def seed_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The torch.Generator seed `seed` stands for: every draw of one image comes from it."""
-    return torch.Generator(device=device).manual_seed(int(seed))
+    """The torch.Generator seed `seed` (an int in 0..MAX_SEED) stands for: every draw of one image comes from it."""
+    value = operator.index(seed) if hasattr(seed, "__index__") and not isinstance(seed, bool) else -1
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"seed must be an int in 0..{MAX_SEED}, got {seed!r}")
+    return torch.Generator(device=device).manual_seed(value)
 
 
 def seed_latents(wrapper: Wrapper, seeds: Sequence[int], prior: str | None = None, **prior_params: Any) -> Tensor:

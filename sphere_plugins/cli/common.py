@@ -4,14 +4,15 @@ that run before any work, and the JSON record written beside the outputs."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sphere_plugins import jsontext
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
+from sphere_plugins.generation import MAX_SEED
 from sphere_plugins.schemes import spec_value
 DATA_SPECS = ("digits",)
 DATA_HELP = "'digits', 'fashion-mnist[:PATH][:train|:test]', 'mnist:PATH[:train|:test]' or 'folder:PATH'"
@@ -50,7 +51,6 @@ def pairs(items: list[str] | None, argument: str) -> dict[str, Any]:
     return result
 
 
-MAX_SEED = 2**32 - 1  # NVIDIA's seeds are numpy RandomState seeds, which end here
 MAX_SEEDS = 1_000_000  # per run: one PNG each
 
 
@@ -160,7 +160,7 @@ def write_record(out: Path, name: str, args: argparse.Namespace, **extra: Any) -
     """The options of this run and the library versions, as JSON beside its outputs."""
     options = {k: v for k, v in vars(args).items() if k != "run"}
     path = out / name
-    path.write_text(json.dumps({"options": options, "versions": versions(), **extra}, indent=2, default=str) + "\n")
+    path.write_text(jsontext.dumps({"options": options, "versions": versions(), **extra}, indent=2, default=str) + "\n")
     return path
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 
+from sphere_plugins import jsontext
 from sphere_plugins.cli import common
 
 HELP = """examples:
@@ -100,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
               f"features: {record.feature_network})")
     if args.json_out:
         with open(args.json_out, "w") as stream:
-            json.dump([r.to_dict() for r in records], stream, indent=2)
+            stream.write(jsontext.dumps([r.to_dict() for r in records], indent=2))
     return 0
