@@ -23,9 +23,12 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,9 +43,10 @@ READABLE_FORMATS = (1, 2)  # format 1 (no manifest digest) is still read
 WRITER = "sphere-plugins"
 PREFIX = "step-"
 STATE_FILE = "state.json"
+LOCK_FILE = ".lock"
 _FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "extra.safetensors")
 _NAME = re.compile(r"step-([0-9]{1,18})")
-_TMP_NAME = re.compile(r"\.(tmp|old)-step-[0-9]{1,18}-[0-9]+")
+_TMP_NAME = re.compile(r"\.(tmp|old)-step-[0-9]{1,18}-([0-9]+)(-[0-9a-f]{8})?")
 MAX_STATE_BYTES = 16 << 20
 
 
@@ -61,15 +65,33 @@ class Checkpoint:
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
     def load_model(self, model: nn.Module) -> None:
-        """Copy the saved weights into `model` (strict: every key must match)."""
+        """Copy the saved weights into `model` (strict: every key and shape must match)."""
         from safetensors.torch import load_model
 
+        differences = shape_differences(self.path / "model.safetensors", model)
+        if differences:
+            raise CheckpointError(f"{self.path / 'model.safetensors'} holds another architecture than this model: "
+                                  f"{differences}")
         missing, unexpected = load_model(model, str(self.path / "model.safetensors"), strict=False)
         if missing or unexpected:
             raise CheckpointError(
                 f"{self.path / 'model.safetensors'} does not fit this model: missing keys {sorted(missing)[:5]}, "
                 f"unexpected keys {sorted(unexpected)[:5]}"
             )
+
+
+def shape_differences(file: Path, model: nn.Module, shown: int = 3) -> str:
+    """The tensors whose shapes differ between a safetensors file and `model`'s state dict, in words ('' if none);
+    names only in one of them are left to the key check."""
+    from safetensors import safe_open
+
+    ours = {name: list(t.shape) for name, t in model.state_dict().items()}
+    with safe_open(str(file), framework="pt") as handle:
+        theirs = {name: handle.get_slice(name).get_shape() for name in handle.keys() if name in ours}
+    differ = [f"{name!r} is {theirs[name]} there but {ours[name]} here" for name in sorted(theirs)
+              if theirs[name] != ours[name]]
+    more = f" (and {len(differ) - shown} more tensors differ)" if len(differ) > shown else ""
+    return "; ".join(differ[:shown]) + more
 
 
 def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -94,8 +116,8 @@ def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tenso
         groups.append(plain)
     meta = {"state": per_param, "param_groups": groups}
     try:
-        json.dumps(meta)
-    except TypeError as error:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as error:
         raise CheckpointError(f"the optimizer state holds a value that is neither a tensor nor JSON: {error}") from None
     return tensors, meta
 
@@ -164,22 +186,21 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = root / f".tmp-{final.name}-{_writer_id()}"
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
     optimizer_tensors, optimizer_meta = flatten_optimizer_state(optimizer.state_dict() if optimizer else
                                                                 {"state": {}, "param_groups": []})
     save_file(optimizer_tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "optimizer.json").write_text(json.dumps(optimizer_meta))
+    (tmp / "optimizer.json").write_text(json.dumps(optimizer_meta, allow_nan=False))
     save_file({k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}, str(tmp / "extra.safetensors"))
     files = {}
     for name in _FILES:
         _fsync(tmp / name)
         files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)}
     try:  # the digest is over the record as JSON reads it back (int keys become strings, tuples lists)
-        record = json.loads(json.dumps({**state, "format": FORMAT, "writer": WRITER, "step": step, "files": files}))
+        record = json.loads(json.dumps({**state, "format": FORMAT, "writer": WRITER, "step": step, "files": files},
+                                       allow_nan=False))
     except (TypeError, ValueError) as error:
         shutil.rmtree(tmp)
         raise CheckpointError(f"the checkpoint state must be JSON-serializable: {error}") from None
@@ -197,7 +218,7 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
             _fsync(root)
             _prune(root, keep, final)
             return final
-        old = root / f".old-{final.name}-{os.getpid()}"
+        old = root / f".old-{final.name}-{_writer_id()}"
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old)
@@ -224,15 +245,33 @@ def _is_ours(path: Path, partial: bool = False) -> bool:
         return False
 
 
+def _writer_id() -> str:
+    """This process's id and a random tag: temporary names no other writer, even one reusing the pid, shares."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named a temporary folder still runs (it may be writing it now)."""
+    pid = int(_TMP_NAME.fullmatch(name).group(2))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def _prune(root: Path, keep: int | None, newest: Path) -> None:
     foreign = []
     for stale in root.iterdir():
-        if stale.name.startswith((".tmp-", ".old-")) and stale.is_dir() and not stale.is_symlink() \
-                and not stale.name.endswith(f"-{os.getpid()}"):
-            if _TMP_NAME.fullmatch(stale.name) and _is_ours(stale, partial=True):
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
+        if stale.name.startswith((".tmp-", ".old-")) and stale.is_dir() and not stale.is_symlink():
+            if not _TMP_NAME.fullmatch(stale.name) or not _is_ours(stale, partial=True):
                 foreign.append(stale.name)
+            elif not _writer_alive(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
     if keep is not None:
         ours = []
         for path in list_checkpoints(root):
@@ -346,3 +385,27 @@ def latest_checkpoint(root: str | os.PathLike,
     if problems:
         raise CheckpointError(f"no valid checkpoint under {root}: " + "; ".join(problems))
     return None
+
+
+@contextmanager
+def checkpoint_lock(root: str | os.PathLike) -> Iterator[Path]:
+    """Hold checkpoint folder `root` for one run: an exclusive flock on root/.lock, so a second run on the same
+    folder raises CheckpointError instead of racing the first. The kernel drops the lock when its process ends
+    (a SIGKILL included), so a killed run leaves nothing to clean up."""
+    import fcntl
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise CheckpointError(f"checkpoint folder {root} is in use by another run (process {holder}); wait "
+                                  "for it to finish, or train into another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield root
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """Checkpoints: exact round trips of weights and optimizer state, atomic writes, pruning, corruption."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -96,6 +97,15 @@ def test_a_half_written_checkpoint_from_a_killed_writer_is_ignored_and_cleaned(t
     assert latest_checkpoint(tmp_path) == good
     _save(tmp_path, 3, model, optimizer)
     assert not dead.exists()
+
+
+def test_a_temporary_checkpoint_of_a_live_writer_is_left_alone(tmp_path):
+    model, optimizer = _trained()
+    live = tmp_path / f".tmp-step-00000004-{os.getppid()}"  # another process, still running, is writing it
+    live.mkdir()
+    (live / "model.safetensors").write_bytes(b"partial")
+    _save(tmp_path, 3, model, optimizer)
+    assert (live / "model.safetensors").read_bytes() == b"partial"
 
 
 def test_saving_a_step_again_replaces_it(tmp_path):
