@@ -90,3 +90,8 @@ class CorruptWeightsError(SpherePluginsError, ValueError):
                          f"file?); delete it and put {fresh} there, or rerun with --allow-download "
                          "(SPHERE_PLUGINS_ALLOW_DOWNLOAD=1) to let the library fetch it again.")
         self.path = path
+
+
+class TrainingDivergedError(SpherePluginsError, RuntimeError):
+    """Raised when a training run's loss or weights stop being finite; the message names the step. Nothing after
+    the last good checkpoint is written."""

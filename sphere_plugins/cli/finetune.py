@@ -64,14 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from sphere_plugins import load_model, wrap_autoencoder
     from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae
 
+    torch.manual_seed(args.seed)  # a model built with random weights (builtin:tiny-ae) starts from the seed too
     model = load_model(args.spec, **args.options)
     wrapper = wrap_autoencoder(model, prior=args.prior)
     with torch.no_grad():
         shape = wrapper.sample(1, generator=torch.Generator().manual_seed(0)).shape
+    options = " ".join(f"--option {k}={v}" for k, v in sorted(args.options.items()))
     config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, checkpoint_dir=str(args.out_dir / "checkpoints"),
                          resume=True, log_path=str(args.out_dir / "log.jsonl"), cpu=args.device == "cpu",
-                         compile=args.compile)
+                         compile=args.compile, model_spec=f"{args.spec} {options}".strip())
     result = finetune_autoencoder_to_sae(wrapper, args.data, config, resolution=args.resolution or shape[-1],
                                          channels=args.channels or shape[1])
     result.objective.wrapper.save_pretrained(args.out_dir)

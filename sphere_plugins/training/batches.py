@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+_MAX_TORCH_SEED = 2**63  # torch.Generator.manual_seed takes less than 2**64; seed + epoch stays far below
+
 
 class ShardedBatches:
     """Yield index batches for one process; `state()` / `load_state()` make the order resumable."""
@@ -44,6 +46,7 @@ class ShardedBatches:
             if self._shard is None:
                 self._shard = self.shard(self.epoch)
             take = self._shard[self.offset:self.offset + needed]
+            assert take.numel(), "the offset lies past the shard (load_state refuses such a state)"
             parts.append(take)
             needed -= take.numel()
             self.offset += take.numel()
@@ -57,10 +60,23 @@ class ShardedBatches:
                 "batch_size": self.batch_size, "world_size": self.world_size}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from a `state()`; the order is only reproduced when n and world_size match."""
+        """Continue from a `state()`; ValueError unless it is a position in this stream (same n and world_size,
+        an offset inside one epoch's shard), so a crafted state cannot stall next_indices."""
         if state["n"] != self.n or state["world_size"] != self.world_size:
             raise ValueError(
                 f"the saved data order is for {state['n']} images on {state['world_size']} processes; this run has "
                 f"{self.n} images on {self.world_size} processes"
             )
-        self.epoch, self.offset, self._shard = int(state["epoch"]), int(state["offset"]), None
+        self.epoch = self.checked_epoch(state["epoch"])
+        per_epoch = self.n // self.world_size
+        if type(state["offset"]) is not int or not 0 <= state["offset"] < per_epoch:
+            raise ValueError(f"the saved data order's offset {state['offset']!r} lies outside an epoch of this "
+                             f"process's {per_epoch} images")
+        self.offset, self._shard = state["offset"], None
+
+    def checked_epoch(self, epoch: Any) -> int:
+        """`epoch` if it is one this stream can seed (seed + epoch fits a torch seed), else ValueError."""
+        if type(epoch) is not int or not 0 <= epoch < _MAX_TORCH_SEED - self.seed:
+            raise ValueError(
+                f"the saved data order's epoch {epoch!r} is not an int in [0, {_MAX_TORCH_SEED - self.seed})")
+        return epoch

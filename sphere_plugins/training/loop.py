@@ -9,12 +9,14 @@ every process's torch RNG and the data order, so on the CPU it reproduces an uni
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,20 +24,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sphere_plugins import jsontext
 from sphere_plugins.checkpoint import (
     Checkpoint,
     CheckpointError,
+    checkpoint_lock,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from sphere_plugins.data import ImageSet, check_image_tensor, load_images
+from sphere_plugins.errors import TrainingDivergedError
+from sphere_plugins.generation import MAX_SEED
 from sphere_plugins.training.batches import ShardedBatches
 
 Callback = Callable[[int, dict[str, float]], None]
 _PRECISIONS = ("no", "fp16", "bf16")
-# Config fields whose change makes a resumed run differ from the run it continues.
+# Config fields whose change makes a resumed run differ from the run it continues (a warning names them).
 _TRAJECTORY_FIELDS = ("batch_size", "lr", "seed", "grad_accum", "mixed_precision", "max_grad_norm", "weight_decay")
+# Of those, the ones the optimizer holds: a resumed run sets them in its param groups.
+_OPTIMIZER_FIELDS = ("lr", "weight_decay")
 
 
 @dataclass
@@ -60,6 +68,9 @@ class TrainConfig:
     cpu: bool = False
     find_unused_parameters: bool = False
     compile: bool = False  # run forward and backward through torch.compile (first step compiles, for seconds)
+    # What the objective was built from (the command line records its SPEC and options): a checkpoint of another
+    # model is refused on resume, as one of other data or of another architecture is.
+    model_spec: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
@@ -71,6 +82,10 @@ class TrainConfig:
                 f"checkpoint_every must be an int >= 0 (0: only at the end), got {self.checkpoint_every!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if type(self.seed) is not int or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an int in 0..{MAX_SEED}, got {self.seed!r}")
+        if self.model_spec is not None and not isinstance(self.model_spec, str):
+            raise ValueError(f"model_spec must be a str or None, got {type(self.model_spec).__name__}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if self.mixed_precision not in _PRECISIONS:
@@ -174,7 +189,7 @@ class _JsonLines:
     def write(self, record: dict[str, Any]) -> None:
         if self.path is not None:
             with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(jsontext.dumps(record) + "\n")
 
 
 def _rng_tensors(accelerator) -> dict[str, Tensor]:
@@ -191,13 +206,49 @@ _DATA_ORDER_FIELDS = ("epoch", "offset", "seed", "n", "batch_size", "world_size"
 
 
 def check_resume_state(state: dict[str, Any]) -> None:
-    """CheckpointError unless a checkpoint's state has what resuming reads: a data order of ints, a config dict."""
+    """CheckpointError unless a checkpoint's state has what resuming reads: a data order of ints, a config dict
+    and the fingerprint of the data it was trained on."""
     order = state.get("data_order")
     if not isinstance(order, dict) or not all(type(order.get(k)) is int and order[k] >= 0
                                               for k in _DATA_ORDER_FIELDS):
         raise CheckpointError(f"its state has no valid 'data_order' (non-negative ints {list(_DATA_ORDER_FIELDS)})")
     if not isinstance(state.get("config", {}), dict):
         raise CheckpointError("its state's 'config' is not a dict")
+    data = state.get("data")
+    if not (isinstance(data, dict) and type(data.get("images")) is int and isinstance(data.get("shape"), list)
+            and isinstance(data.get("sha256"), str)):
+        raise CheckpointError("its state has no valid 'data' fingerprint (images, shape, sha256)")
+
+
+def data_fingerprint(images: Tensor) -> dict[str, Any]:
+    """What identifies a training set in a checkpoint: its size, image shape and the SHA-256 of its values."""
+    values = images.detach().contiguous().cpu()
+    digest = hashlib.sha256(memoryview(values.view(torch.uint8).numpy())).hexdigest()
+    return {"images": values.shape[0], "shape": list(values.shape[1:]), "dtype": str(values.dtype)[6:],
+            "sha256": digest}
+
+
+def _describe_data(record: dict[str, Any]) -> str:
+    shape = "x".join(map(str, record.get("shape", [])))
+    return f"{record.get('images')} images of {shape}, SHA-256 {str(record.get('sha256'))[:12]}..."
+
+
+def _fresh_start(config: TrainConfig) -> str:
+    if isinstance(config.resume, str):
+        return "resume from a checkpoint of this run, or start afresh without resume"
+    return f"to start afresh, train into another checkpoint folder or remove {config.checkpoint_dir}"
+
+
+def _check_same_run(checkpoint: Checkpoint, config: TrainConfig, data: dict[str, Any]) -> None:
+    """CheckpointError unless `checkpoint` continues this run: the same model spec and the same data."""
+    saved_spec = checkpoint.state.get("config", {}).get("model_spec")
+    if saved_spec != config.model_spec:
+        raise CheckpointError(f"{checkpoint.path} continues a run of the model {saved_spec!r}, but this run trains "
+                              f"{config.model_spec!r}; {_fresh_start(config)}")
+    if checkpoint.state["data"] != data:
+        raise CheckpointError(f"{checkpoint.path} was trained on other data ({_describe_data(checkpoint.state['data'])})"
+                              f" than this run's ({_describe_data(data)}); resume with the same data and "
+                              f"resolution, or {_fresh_start(config)}")
 
 
 def _choose_checkpoint(config: TrainConfig, accelerator) -> Path | None:
@@ -216,21 +267,37 @@ def _choose_checkpoint(config: TrainConfig, accelerator) -> Path | None:
 
 
 def _restore(checkpoint: Checkpoint, model, optimizer, batches: ShardedBatches, accelerator,
-             config: TrainConfig) -> None:
+             config: TrainConfig, data: dict[str, Any]) -> None:
+    _check_same_run(checkpoint, config, data)
     saved = checkpoint.state.get("config", {})
     changed = [f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in _TRAJECTORY_FIELDS
                if k in saved and saved[k] != getattr(config, k)]
+    applied = [k for k in _OPTIMIZER_FIELDS if k in saved and saved[k] != getattr(config, k)]
     if changed:
-        warnings.warn(f"resuming {checkpoint.path} with a changed config ({'; '.join(changed)}); "
+        now = f"; the optimizer now uses the new {' and '.join(applied)}" if applied else ""
+        warnings.warn(f"resuming {checkpoint.path} with a changed config ({'; '.join(changed)}){now}; "
                       "the run will not match an uninterrupted one", stacklevel=3)
-    checkpoint.load_model(accelerator.unwrap_model(model))
-    optimizer.load_state_dict(checkpoint.optimizer_state)
+    order = checkpoint.state["data_order"]
     try:
-        batches.load_state(checkpoint.state["data_order"])
+        if order["world_size"] != batches.world_size:
+            batches.epoch = batches.checked_epoch(order["epoch"])
+            warnings.warn(f"the saved data order is for {order['world_size']} processes, this run has "
+                          f"{batches.world_size}; the data order restarts from epoch {batches.epoch}", stacklevel=3)
+        else:
+            batches.load_state(order)
     except ValueError as error:
-        warnings.warn(f"{error}; the data order restarts from epoch {checkpoint.state['data_order']['epoch']}",
-                      stacklevel=3)
-        batches.epoch = int(checkpoint.state["data_order"]["epoch"])
+        raise CheckpointError(f"{checkpoint.path / 'state.json'}: {error}") from None
+    try:
+        checkpoint.load_model(accelerator.unwrap_model(model))
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; {_fresh_start(config)}") from None
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{checkpoint.path / 'optimizer.json'} does not fit this run's optimizer ({error}); "
+                              f"{_fresh_start(config)}") from None
+    for group in optimizer.param_groups:
+        group.update({name: getattr(config, name) for name in _OPTIMIZER_FIELDS})
     rank = accelerator.process_index
     cpu_state = checkpoint.tensors.get(f"rng/cpu/{rank}")
     if cpu_state is None:
@@ -245,13 +312,14 @@ def _restore(checkpoint: Checkpoint, model, optimizer, batches: ShardedBatches, 
         scaler.load_state_dict(checkpoint.state["scaler"])
 
 
-def _save(config: TrainConfig, step: int, model, optimizer, batches: ShardedBatches, accelerator) -> Path | None:
+def _save(config: TrainConfig, step: int, model, optimizer, batches: ShardedBatches, accelerator,
+          data: dict[str, Any]) -> Path | None:
     rng = _rng_tensors(accelerator)
     path = None
     if accelerator.is_main_process:
         scaler = getattr(accelerator, "scaler", None)
-        state = {"config": asdict(config), "data_order": batches.state(), "world_size": accelerator.num_processes,
-                 "scaler": scaler.state_dict() if scaler is not None else None}
+        state = {"config": asdict(config), "data": data, "data_order": batches.state(),
+                 "world_size": accelerator.num_processes, "scaler": scaler.state_dict() if scaler is not None else None}
         path = save_checkpoint(config.checkpoint_dir, step, accelerator.unwrap_model(model), optimizer, state, rng,
                                keep=config.keep_checkpoints)
     accelerator.wait_for_everyone()
@@ -272,7 +340,9 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
 
     Seeds torch's global RNG with config.seed + process index (the objectives draw their noise from it)
     unless a checkpoint is resumed, which restores it. `callbacks` run on every process after each
-    optimizer step as callback(step, latest log record).
+    optimizer step as callback(step, latest log record). The checkpoint folder is locked for the run; a
+    checkpoint of another model, architecture or data set is refused, and a run whose loss or weights stop
+    being finite raises TrainingDivergedError, writing nothing after its last good checkpoint.
     """
     if not isinstance(objective, nn.Module):
         raise ValueError(
@@ -295,27 +365,71 @@ def train(objective: nn.Module, data: Any, config: TrainConfig, accelerator: Any
     model, optimizer = accelerator.prepare(objective, optimizer)
     batches = ShardedBatches(images.shape[0], config.batch_size, config.seed, accelerator.process_index,
                              accelerator.num_processes)
-    start, resumed_from = 0, None
-    if config.resume:
-        resumed_from = _choose_checkpoint(config, accelerator)
-        if resumed_from is not None:
-            checkpoint = load_checkpoint(resumed_from, check=check_resume_state)
-            _restore(checkpoint, model, optimizer, batches, accelerator, config)
-            start = checkpoint.step
-    result = TrainResult(accelerator.unwrap_model(model), start, resumed_from=resumed_from)
-    _run(model, optimizer, images, batches, accelerator, config, start, callbacks, result)
+    fingerprint = data_fingerprint(images) if config.checkpoint_dir or config.resume else {}
+    with _checkpoint_folder_held(config, accelerator):
+        start, resumed_from = 0, None
+        if config.resume:
+            resumed_from = _choose_checkpoint(config, accelerator)
+            if resumed_from is not None:
+                checkpoint = load_checkpoint(resumed_from, check=check_resume_state)
+                _restore(checkpoint, model, optimizer, batches, accelerator, config, fingerprint)
+                start = checkpoint.step
+        result = TrainResult(accelerator.unwrap_model(model), start, resumed_from=resumed_from)
+        _run(model, optimizer, images, batches, accelerator, config, start, callbacks, result, fingerprint)
     result.seconds = time.perf_counter() - start_time
     return result
 
 
+@contextmanager
+def _checkpoint_folder_held(config: TrainConfig, accelerator) -> Iterator[None]:
+    """The main process locks the checkpoint folder for the run; every process raises if another run holds it."""
+    from accelerate.utils import broadcast_object_list
+
+    with ExitStack() as stack:
+        problem: list[str | None] = [None]
+        if config.checkpoint_dir is not None and accelerator.is_main_process:
+            try:
+                stack.enter_context(checkpoint_lock(config.checkpoint_dir))
+            except CheckpointError as error:
+                problem[0] = str(error)
+        if accelerator.num_processes > 1:
+            broadcast_object_list(problem)
+        if problem[0] is not None:
+            raise CheckpointError(problem[0])
+        yield
+
+
+def _first_nonfinite(first: Tensor, loss: Tensor, step: int) -> Tensor:
+    """`first` (0: none yet), or `step` if this is the first non-finite loss; stays on the device (no sync)."""
+    return torch.where((first == 0) & ~torch.isfinite(loss.detach()), step, first)
+
+
+def _check_finite(first: Tensor, model, accelerator, step: int, weights: bool, result: TrainResult,
+                  config: TrainConfig) -> None:
+    """TrainingDivergedError if a loss so far (any process) or, when `weights`, a weight is not finite."""
+    seen = accelerator.gather(first.view(1)) if accelerator.num_processes > 1 else first.view(1)
+    bad = seen[seen > 0]
+    where = None
+    if bad.numel():
+        where = f"the loss was not finite at step {int(bad.min())}"
+    elif weights and not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
+        where = f"the weights were not finite after step {step}"
+    if where is not None:
+        kept = result.checkpoint or result.resumed_from
+        last = (f"the last good checkpoint, {kept}, is kept: resume from it with a smaller lr" if kept else
+                "no checkpoint was written (checkpoint_every saves some on the way)")
+        raise TrainingDivergedError(f"training diverged: {where} (lr {config.lr:g}); {last}")
+
+
 def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator, config: TrainConfig, start: int,
-         callbacks: Sequence[Callback], result: TrainResult) -> None:
+         callbacks: Sequence[Callback], result: TrainResult, fingerprint: dict[str, Any]) -> None:
     from tqdm.auto import tqdm
 
     log = _JsonLines(config.log_path, accelerator.is_main_process, start)
     bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and accelerator.is_local_main_process),
                desc="train", dynamic_ncols=True, mininterval=2.0)  # fewer redraws in CI logs
     latest: dict[str, float] = {}
+    first_nonfinite = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     model.train()
     # The compiled wrapper shares the module's parameters; `model` itself stays what accelerate prepared, so
     # gradient sync, checkpoints and unwrap_model see no difference.
@@ -327,6 +441,7 @@ def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator,
                 x = images[batches.next_indices().to(images.device)].to(accelerator.device, non_blocking=True)
                 with accelerator.accumulate(model):
                     loss, logs = forward(x)
+                    first_nonfinite = _first_nonfinite(first_nonfinite, loss, step)
                     accelerator.backward(loss)
                     if config.max_grad_norm is not None and accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -334,15 +449,20 @@ def _run(model, optimizer, images: Tensor, batches: ShardedBatches, accelerator,
                     optimizer.zero_grad(set_to_none=True)
                 for name, value in logs.items():
                     sums[name] = sums[name] + value.detach() if name in sums else value.detach()
-            if step % config.log_every == 0 or step == config.steps:
+            logging = step % config.log_every == 0 or step == config.steps
+            saving = bool(config.checkpoint_dir) and (
+                (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps)
+            if logging or saving:
+                _check_finite(first_nonfinite, model, accelerator, step, saving or step == config.steps, result,
+                              config)
+            if logging:
                 latest = {"step": step, **_reduced_logs(sums, config.grad_accum, accelerator)}
                 result.history.append(latest)
                 log.write(latest)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in latest.items() if k != "step"}, refresh=False)
             result.step = step
-            if config.checkpoint_dir and ((config.checkpoint_every and step % config.checkpoint_every == 0)
-                                          or step == config.steps):
-                result.checkpoint = _save(config, step, model, optimizer, batches, accelerator)
+            if saving:
+                result.checkpoint = _save(config, step, model, optimizer, batches, accelerator, fingerprint)
             bar.update(1)
             for callback in callbacks:
                 callback(step, latest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import torch
 from PIL import Image
 
 from sphere_plugins import load_model, wrap_autoencoder
-from sphere_plugins.cli.common import UsageError, seeds
+from sphere_plugins.cli import main
+from sphere_plugins.cli.common import UsageError, seeds, write_record
 from sphere_plugins.models import ConvAutoencoder
 
 
@@ -122,6 +124,30 @@ def test_finetune_saves_a_loadable_spherical_autoencoder_and_resumes(tmp_path):
     sae = load_model(out)
     x = torch.rand(2, 1, 16, 16) * 2 - 1
     assert sae.encode(x).norm(dim=1).allclose(torch.full((2,), 10**0.5), rtol=1e-4)
+
+
+def test_finetune_with_a_seed_gives_the_same_weights_bit_for_bit(tmp_path):
+    for name in ("a", "b"):  # in one process: the second run starts from whatever RNG state the first left
+        assert main(["finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "1", "--batch", "8",
+                     "--seed", "5", "--out", str(tmp_path / name)]) == 0
+    first, second = (load_model(tmp_path / name).state_dict() for name in ("a", "b"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_diverging_finetune_exits_1_naming_the_step_and_saves_no_model(tmp_path):
+    out = tmp_path / "sae"
+    result = cli("finetune", "builtin:tiny-ae", "--data", "digits", "--steps", "4", "--batch", "8", "--lr", "1e30",
+                 "--out", out)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("sphere-plugins finetune: error: training diverged: the loss "
+                                                      "was not finite at step ")
+    assert not (out / "finetune.json").exists() and not (out / "sphere_model.json").exists()
+
+
+def test_the_json_record_of_a_run_writes_non_finite_numbers_as_null(tmp_path):
+    write_record(tmp_path, "run.json", argparse.Namespace(lr=1e-3), last_log={"loss": float("nan")})
+    record = json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert record["last_log"] == {"loss": None} and record["options"] == {"lr": 1e-3}
 
 
 def test_finetune_reads_an_idx_data_set_and_compiles_on_request(tmp_path, idx_folder):

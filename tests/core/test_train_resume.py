@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sphere_plugins.checkpoint import CheckpointError, list_checkpoints, save_checkpoint
+from sphere_plugins.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from sphere_plugins.data import load_images
-from sphere_plugins.training import TrainConfig, conv_objective, train
+from sphere_plugins.training import ShardedBatches, TrainConfig, conv_objective, train
 
 
 class Interrupt(Exception):
@@ -179,3 +179,60 @@ def test_checkpoint_state_records_step_data_order_and_config(digits, tmp_path):
     state = json.loads((tmp_path / "step-00000003" / "state.json").read_text())
     assert state["step"] == 3 and state["data_order"]["epoch"] == 0 and state["data_order"]["offset"] == 48
     assert os.path.samefile(state["config"]["checkpoint_dir"], tmp_path)
+
+
+def test_resuming_with_a_new_lr_sets_it_in_the_optimizer_and_says_so(digits, tmp_path):
+    train(_objective("ae"), digits, _config(tmp_path, steps=3))
+    with pytest.warns(UserWarning, match=r"lr: 0.003 -> 0.01\); the optimizer now uses the new lr"):
+        train(_objective("ae"), digits, _config(tmp_path, steps=4, lr=1e-2, resume=True))
+    groups = json.loads((tmp_path / "step-00000004" / "optimizer.json").read_text())["param_groups"]
+    assert [group["lr"] for group in groups] == [1e-2]
+
+
+def test_resuming_on_other_data_of_the_same_size_is_refused(digits, tmp_path):
+    train(_objective("ae"), digits, _config(tmp_path, steps=3))
+    with pytest.raises(CheckpointError, match=r"step-00000003 was trained on other data \(200 images of 1x16x16, "
+                                              r"SHA-256 .*\) than this run's \(200 images.*start afresh"):
+        train(_objective("ae"), digits.flip(-1), _config(tmp_path, steps=4, resume=True))
+
+
+def test_resuming_a_checkpoint_of_another_model_spec_is_refused(digits, tmp_path):
+    train(_objective("ae"), digits, _config(tmp_path, steps=3, model_spec="builtin:tiny-ae"))
+    with pytest.raises(CheckpointError, match="a run of the model 'builtin:tiny-ae', but this run trains 'other'"):
+        train(_objective("ae"), digits, _config(tmp_path, steps=4, model_spec="other", resume=True))
+
+
+def test_resuming_with_another_architecture_names_a_tensor_and_both_shapes(digits, tmp_path):
+    train(_objective("sae"), digits, _config(tmp_path, steps=3))
+    torch.manual_seed(0)
+    wider = conv_objective("sae", z_dim=6, width=16)
+    with pytest.raises(CheckpointError, match=r"model.safetensors holds another architecture than this model: "
+                                              r"'wrapper\.model\.decoder\.fc\.0\.bias' is \[128\] there but \[256\] "
+                                              r"here; .*more tensors differ.*start afresh"):
+        train(wider, digits, _config(tmp_path, steps=4, resume=True))
+
+
+def test_a_checkpoint_whose_data_order_lies_past_the_data_is_refused(digits, tmp_path):
+    train(_objective("ae"), digits, _config(tmp_path, steps=3))
+    state = json.loads((tmp_path / "step-00000003" / "state.json").read_text())
+    order = {**state["data_order"], "offset": 10**6}
+    crafted = {"config": state["config"], "data": state["data"], "data_order": order}  # a manifest that verifies
+    saved = load_checkpoint(tmp_path / "step-00000003")
+    model = _objective("ae")
+    saved.load_model(model)
+    optimizer = torch.optim.Adam(model.parameters())
+    optimizer.load_state_dict(saved.optimizer_state)
+    save_checkpoint(tmp_path, 5, model, optimizer, crafted, saved.tensors)
+    with pytest.raises(CheckpointError, match=r"step-00000005/state.json: .*offset 1000000 lies outside an epoch"):
+        train(_objective("ae"), digits, _config(tmp_path, steps=6, resume=str(tmp_path / "step-00000005")))
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"offset": 200}, "offset 200 lies outside an epoch of this process's 200 images"),
+    ({"offset": -1}, "offset -1 lies outside"),
+    ({"epoch": 2**63}, "epoch 9223372036854775808 is not an int"),
+])
+def test_a_data_order_state_outside_the_stream_is_refused(state, message):
+    batches = ShardedBatches(200, 16, seed=7)
+    with pytest.raises(ValueError, match=message):
+        batches.load_state({**batches.state(), **state})
