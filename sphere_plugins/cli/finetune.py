@@ -13,7 +13,8 @@ HELP = """examples:
   sphere-plugins finetune builtin:tiny-ae --data fashion-mnist --steps 3000 --out fmnist-sae/ --compile
   sphere-plugins finetune diffusers:path/to/vae --data folder:images/ --steps 1000 --out vae-sae/   # again: resumes
 The result loads with sphere_plugins.load_model("vae-sae/"); checkpoints go to OUT/checkpoints, and a
-second run with more --steps continues from the latest one (accelerate launch works too)."""
+second run with more --steps continues from the latest one (the same SPEC and --data; a new --lr applies;
+accelerate launch works too). A run whose loss stops being finite stops naming the step."""
 
 
 def add_parser(commands) -> None:
