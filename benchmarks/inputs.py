@@ -13,7 +13,7 @@ from benchmarks.common import BenchmarkError, Options
 from benchmarks.suites import accepted_schemes, get_suite
 from sphere_plugins.data import ImageSet, check_idx_files, idx_dataset, list_image_files, load_images, parse_idx_spec
 from sphere_plugins.idx import SPLITS
-from sphere_plugins.plugins import example_models, model_schemes
+from sphere_plugins.schemes import example_models, model_schemes
 
 
 def check_inputs(options: Options) -> None:

@@ -26,17 +26,9 @@ from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
-from sphere_plugins.plugins import (
-    get_plugin_manager,
-    load_model,
-    model_schemes,
-    plugin_names,
-    register,
-    trainable_generators,
-    unregister,
-)
+from sphere_plugins.plugins import get_plugin_manager, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
-from sphere_plugins.schemes import list_models
+from sphere_plugins.schemes import list_models, load_model, model_schemes, trainable_generators
 from sphere_plugins.wrap import (
     AutoencoderAdapter,
     AutoencoderOutput,

@@ -6,16 +6,15 @@ import os
 import sys
 import warnings
 from importlib import import_module
-from importlib.metadata import entry_points
+from functools import lru_cache
+from importlib.metadata import entry_points, packages_distributions, version
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from sphere_plugins import hookspecs
-from sphere_plugins.errors import UnknownModelError
 from sphere_plugins.hookspecs import PROJECT, hookimpl
-from sphere_plugins.offers import ModelScheme, TrainableGenerator
 
 ENTRY_POINT_GROUP = "sphere_plugins"
 BUILTIN_PLUGINS = ("sphere_plugins.priors", "sphere_plugins.module_adapters")
@@ -24,8 +23,7 @@ LOAD_ENV = "SPHERE_PLUGINS_LOAD"
 # Any non-empty value prints every hook call to stderr.
 TRACE_ENV = "SPHERE_PLUGINS_TRACE"
 
-__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "load_model", "model_schemes",
-           "trainable_generators"]
+__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "plugin_versions"]
 
 _manager: pluggy.PluginManager | None = None
 _listeners: list = []
@@ -141,59 +139,21 @@ def collect_priors(register_prior) -> None:
         implementation.function(register=register)
 
 
-def example_models() -> list[str]:
-    """Specs of the small offline models every plugin offers for contract tests."""
-    return [spec for specs in get_plugin_manager().hook.sphere_example_models() for spec in specs]
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()  # scans every installed distribution: once per process
 
 
-def model_schemes() -> dict[str, ModelScheme]:
-    """Every spec scheme the loaded plugins declare, by name (the first plugin to declare a name wins)."""
-    from sphere_plugins.schemes import list_models  # it reads this module's plugin manager
-
-    schemes: dict[str, ModelScheme] = {}
-    for scheme in list_models():
-        schemes.setdefault(scheme.name, scheme)
-    return schemes
-
-
-def trainable_generators() -> dict[str, TrainableGenerator]:
-    """The small trainable generators the loaded plugins offer, by name."""
-    offered: dict[str, TrainableGenerator] = {}
-    for declared in get_plugin_manager().hook.sphere_trainable_generators():
-        for trainable in declared:
-            if not isinstance(trainable, TrainableGenerator):
-                raise TypeError(f"sphere_trainable_generators must return TrainableGenerator objects, got {trainable!r}")
-            offered.setdefault(trainable.name, trainable)
-    return offered
+def _version_of(plugin: object) -> str | None:
+    top = (getattr(plugin, "__module__", None) if not hasattr(plugin, "__file__") else plugin.__name__) or ""
+    for distribution in _distributions().get(top.split(".")[0], []):
+        try:
+            return version(distribution)
+        except Exception:  # a broken metadata record: no version to show
+            continue
+    return None
 
 
-def load_model(spec: str | os.PathLike, **options: Any) -> Any:
-    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...).
-
-    A plain path (str or pathlib.Path) gets its scheme inferred: a save_pretrained folder returns the wrapper,
-    a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on.
-    """
-    from sphere_plugins.schemes import infer_scheme, list_models
-
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec, list_models)):
-        scheme = infer_scheme(spec)
-        if scheme == "saved":
-            from sphere_plugins.saving import load_pretrained
-
-            return load_pretrained(spec, **options)
-        spec = f"{scheme}:{os.fspath(spec)}"
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', or an existing path, "
-                         f"got {spec!r}")
-    model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
-    if model is None:
-        raise UnknownModelError(spec, plugin_names(), [s.usage for s in model_schemes().values()])
-    return model
-
-
-def _looks_like_path(spec: str, list_models) -> bool:
-    """A string without a known scheme prefix that names an existing file or folder."""
-    if not os.path.exists(os.path.expanduser(spec)):
-        return False
-    scheme, colon, _ = spec.partition(":")
-    return not (colon and scheme in {s.scheme for s in list_models()})
+def plugin_versions() -> dict[str, str | None]:
+    """Every loaded plugin's name with the version of the distribution that ships it."""
+    return {name: _version_of(plugin) for name, plugin in sorted(get_plugin_manager().list_name_plugin())}

@@ -21,7 +21,7 @@ from torch import nn
 
 from sphere_plugins import plugins
 from sphere_plugins.files import atomic_write
-from sphere_plugins.schemes import WRAPPER_CONFIG
+from sphere_plugins.schemes import WRAPPER_CONFIG, load_model
 
 FORMAT = "sphere-plugins-wrapper"
 FORMAT_VERSION = 1
@@ -183,7 +183,7 @@ def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module
     folder = Path(folder).expanduser()
     record = read_settings(folder)
     model_entry = record["model"]
-    model = plugins.load_model(f"{model_entry['scheme']}:{folder / model_entry['path']}", **load_options)
+    model = load_model(f"{model_entry['scheme']}:{folder / model_entry['path']}", **load_options)
     dims = record["dims"] if record["dims"] is None or isinstance(record["dims"], int) else tuple(record["dims"])
     common = dict(spherize=record["spherize"], center=record["center"], radius=record["radius"], dims=dims,
                   options=record["options"], prior=record["prior"], **record["prior_params"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from sphere_plugins.plugins import model_schemes
+from sphere_plugins.schemes import model_schemes
 
 # In the order a full run goes through them: cheap and informative first.
 SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune", "dimension")

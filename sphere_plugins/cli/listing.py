@@ -28,7 +28,7 @@ def inventory() -> dict:
     """Plugins, schemes and priors as plain data."""
     from sphere_plugins import list_models, list_priors
     from sphere_plugins.priors import get_prior
-    from sphere_plugins.schemes import plugin_versions
+    from sphere_plugins.plugins import plugin_versions
 
     schemes = list_models()
     return {

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sphere_plugins import list_priors, load_model, wrap_autoencoder, wrap_generator
-from sphere_plugins.plugins import adapt_autoencoder, adapt_generator, example_models
+from sphere_plugins.plugins import adapt_autoencoder, adapt_generator
+from sphere_plugins.schemes import example_models
 
 SPECS = example_models()
 PAPER_PRIORS = ["normal", "uniform", "poisson", "chi2"]
