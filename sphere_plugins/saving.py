@@ -21,7 +21,7 @@ from torch import nn
 
 from sphere_plugins import plugins
 from sphere_plugins.files import atomic_write
-from sphere_plugins.schemes import WRAPPER_CONFIG, load_model
+from sphere_plugins.schemes import WRAPPER_CONFIG, load_model, save_model
 
 FORMAT = "sphere-plugins-wrapper"
 FORMAT_VERSION = 1
@@ -127,19 +127,6 @@ def save_pretrained(wrapper: nn.Module, folder: str | os.PathLike) -> Path:
         state_path.unlink()
     _write_text(folder / WRAPPER_CONFIG, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return folder
-
-
-def save_model(model: Any, folder: str | os.PathLike) -> str:
-    """Write a bare model to `folder` through the plugin that owns it; returns the scheme that reloads it
-    (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    scheme = plugins.get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
-    if scheme is None:
-        raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
-                         f"plugins loaded: {', '.join(plugins.plugin_names())}. Implement "
-                         "sphere_save_model(model, folder) in the plugin that adapts it")
-    return scheme
 
 
 def read_settings(folder: Path) -> dict[str, Any]:

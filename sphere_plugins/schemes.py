@@ -128,3 +128,16 @@ def _looks_like_path(spec: str, list_models) -> bool:
         return False
     scheme, colon, _ = spec.partition(":")
     return not (colon and scheme in {s.scheme for s in list_models()})
+
+
+def save_model(model: Any, folder: str | os.PathLike) -> str:
+    """Write a bare model to `folder` through the plugin that owns it; returns the scheme that reloads it
+    (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scheme = plugins.get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
+    if scheme is None:
+        raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
+                         f"plugins loaded: {', '.join(plugins.plugin_names())}. Implement "
+                         "sphere_save_model(model, folder) in the plugin that adapts it")
+    return scheme

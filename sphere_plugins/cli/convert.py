@@ -35,7 +35,7 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sphere_plugins import load_model
-    from sphere_plugins.saving import save_model
+    from sphere_plugins.schemes import save_model
 
     scheme = save_model(load_model(args.source, **args.options), args.out_dir)
     print(f"wrote {args.out_dir} (load with load_model({str(args.out_dir)!r}) or '{scheme}:{args.out_dir}')")
