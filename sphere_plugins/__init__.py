@@ -10,6 +10,7 @@ are subpackages to import by name.
 import warnings
 from importlib import import_module
 
+from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
 from sphere_plugins.checkpoint import CheckpointError
 from sphere_plugins.errors import (
     CorruptWeightsError,
@@ -29,15 +30,7 @@ from sphere_plugins.offers import ModelScheme, TrainableGenerator
 from sphere_plugins.plugins import get_plugin_manager, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
 from sphere_plugins.schemes import list_models, load_model, model_schemes, trainable_generators
-from sphere_plugins.wrap import (
-    AutoencoderAdapter,
-    AutoencoderOutput,
-    GeneratorAdapter,
-    SphericalAutoencoder,
-    SphericalGenerator,
-    wrap_autoencoder,
-    wrap_generator,
-)
+from sphere_plugins.wrap import AutoencoderOutput, SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.models import ConvAutoencoder, EncoderDecoder
 from sphere_plugins.offers import ModelScheme
 from sphere_plugins.saving import read_module_folder, save_module_folder
-from sphere_plugins.wrap import AutoencoderAdapter, GeneratorAdapter
+from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
 
 
 def _declared_shape(model: Any, options: dict[str, Any]) -> tuple[int, ...] | None:

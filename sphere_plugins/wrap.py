@@ -6,7 +6,6 @@ import copy
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from sphere_plugins import plugins
+from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
 from sphere_plugins.errors import UnknownAdapterError
 from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.latent import Dims, SphericalLatent, group_size, slerp
@@ -33,46 +33,6 @@ def module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 # The prior name that draws from a spherical autoencoder's fit_prior() result instead of the registry.
 FITTED = "fitted"
-
-
-@dataclass
-class GeneratorAdapter:
-    """What a plugin says about a generator: latent shape, expected radius, and how to call it.
-
-    radius=None means sqrt(d) (d = entries of one latent): the norm of N(0, I) latents in high d.
-    accepts_generator=True says generate() takes generator=, so sample() hands its torch.Generator
-    on and a stochastic sampler (DDPM's per-step noise) reproduces from one seed.
-    normalizes_z=True says the model spherizes z itself and the adapter honours options["normalize_z"]=False
-    (see hookspecs.sphere_adapt_generator).
-    """
-
-    z_shape: tuple[int, ...]
-    generate: Callable[..., Tensor]
-    radius: float | None = None
-    module: nn.Module | None = None
-    name: str = "module"
-    output_range: tuple[float, float] = (-1.0, 1.0)
-    latent_entry: str = "input"
-    accepts_generator: bool = False
-    normalizes_z: bool = False
-
-
-@dataclass
-class AutoencoderAdapter:
-    """What a plugin says about an autoencoder: code shape, radius, and raw encode/decode.
-
-    `encode` returns the code before centerize/spherize; `decode` takes a code on the sphere.
-    z_shape=None means "learn it from the first encode". `input_range`, when set, is checked.
-    """
-
-    z_shape: tuple[int, ...] | None
-    encode: Callable[[Tensor], Tensor]
-    decode: Callable[[Tensor], Tensor]
-    radius: float | None = None
-    module: nn.Module | None = None
-    name: str = "module"
-    output_range: tuple[float, float] = (-1.0, 1.0)
-    input_range: tuple[float, float] | None = None
 
 
 # sample() runs the model on at most this many latents at once, so a large n never allocates every
@@ -102,16 +62,6 @@ class AutoencoderOutput(NamedTuple):
 
     reconstruction: Tensor
     latent: Tensor
-
-
-def check_adapter_options(options: dict[str, Any], accepted: Sequence[str], what: str) -> None:
-    """Reject adapter options an adapter does not know (a typo would otherwise be ignored silently).
-
-    Adapters call it first in their sphere_adapt_* hook; `what` names the model in the message.
-    """
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {what}; accepted options: {', '.join(accepted)}")
 
 
 def _options(z_shape: Sequence[int] | None, options: dict[str, Any] | None) -> dict[str, Any]:

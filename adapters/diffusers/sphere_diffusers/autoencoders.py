@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from sphere_plugins.wrap import check_adapter_options
+from sphere_plugins.adapter import check_adapter_options
 
 from sphere_diffusers.adapter_types import DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter
 

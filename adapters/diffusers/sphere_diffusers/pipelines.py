@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sphere_plugins.wrap import check_adapter_options
+from sphere_plugins.adapter import check_adapter_options
 
 from sphere_diffusers.adapter_types import DiffusersGeneratorAdapter
 from sphere_diffusers.recognize import (

@@ -7,7 +7,7 @@ from typing import Any
 
 from sphere_plugins import AutoencoderAdapter, hookimpl
 from sphere_plugins.offers import ModelScheme
-from sphere_plugins.wrap import check_adapter_options
+from sphere_plugins.adapter import check_adapter_options
 from torch import nn
 
 from sphere_timm.autoencoder import DEFAULTS, TimmAutoencoder, build_timm_autoencoder, parse_spec
