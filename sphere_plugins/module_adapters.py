@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.models import ConvAutoencoder, EncoderDecoder
+from sphere_plugins.nets import ConvAutoencoder, EncoderDecoder
 from sphere_plugins.offers import ModelScheme
 from sphere_plugins.saving import read_module_folder, save_module_folder
 from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter

@@ -16,7 +16,7 @@ from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from sphere_plugins import centerize, centerize_spherize, conv_objective, fused, load_model, spherize, wrap_generator
 from sphere_plugins.latent import _check_scale
-from sphere_plugins.models import ConvDecoder
+from sphere_plugins.nets import ConvDecoder
 from sphere_plugins.timing import interleaved_times, median_ratio, synchronize
 from sphere_plugins.training.speed import compare_step_times
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from sphere_plugins.latent import centerize_spherize
 from sphere_plugins.loss import (SAELoss, SVAELoss, VAELoss, gaussian_kl, reconstruction_error, reparameterize,
                                  uniformity_loss)
-from sphere_plugins.models import ConvDecoder, ConvEncoder
+from sphere_plugins.nets import ConvDecoder, ConvEncoder
 from sphere_plugins.priors import redraw_degenerate, sample_prior
 from sphere_plugins.vmf import kl_to_uniform, sample_vmf
 from sphere_plugins.wrap import SphericalAutoencoder, check_latent_noise, module_device_dtype, wrap_autoencoder

@@ -15,7 +15,7 @@ from PIL import Image
 from sphere_plugins import load_model, wrap_autoencoder
 from sphere_plugins.cli import main
 from sphere_plugins.cli.common import UsageError, seeds, write_record
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 
 
 def cli(*args, cwd=None):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sphere_plugins import SphericalLatent, list_priors, sample_prior, slerp, wrap_autoencoder, wrap_generator
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

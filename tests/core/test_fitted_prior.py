@@ -10,7 +10,7 @@ from torch import nn
 
 from sphere_plugins import FittedSpherePrior
 from sphere_plugins.fitted_prior import from_subspace, to_subspace
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 from sphere_plugins.training import SAEObjective
 from sphere_plugins.vmf import sample_vmf
 from sphere_plugins.wrap import wrap_autoencoder

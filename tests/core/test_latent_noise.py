@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 from sphere_plugins.training import SAEObjective, TrainConfig, conv_objective, train
 from sphere_plugins.wrap import wrap_autoencoder
 

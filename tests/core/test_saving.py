@@ -14,7 +14,7 @@ from sphere_plugins import (
     wrap_autoencoder,
     wrap_generator,
 )
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 
 
 def _tiny_sae(**wrap):

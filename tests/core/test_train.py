@@ -10,7 +10,7 @@ from torch import nn
 
 from sphere_plugins.data import load_images
 from sphere_plugins.latent import centerize
-from sphere_plugins.models import ConvAutoencoder, ConvDecoder, ConvEncoder
+from sphere_plugins.nets import ConvAutoencoder, ConvDecoder, ConvEncoder
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.training import (
     AEObjective,

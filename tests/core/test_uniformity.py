@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sphere_plugins.loss import uniformity_loss
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 from sphere_plugins.training import SAEObjective, conv_objective
 from sphere_plugins.wrap import wrap_autoencoder
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from sphere_plugins import (SAELoss, SphericalAutoencoder, UnknownAdapterError, list_priors, wrap_autoencoder,
                             wrap_generator)
-from sphere_plugins.models import ConvAutoencoder, ConvDecoder, ConvEncoder
+from sphere_plugins.nets import ConvAutoencoder, ConvDecoder, ConvEncoder
 
 
 class TinyGenerator(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sphere_plugins.models import ConvDecoder, EncoderDecoder
+from sphere_plugins.nets import ConvDecoder, EncoderDecoder
 from torch import nn
 
 from sphere_timm.encoder import TimmEncoder

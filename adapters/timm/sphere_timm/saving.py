@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sphere_plugins.models import ConvDecoder
+from sphere_plugins.nets import ConvDecoder
 from sphere_plugins.saving import read_module_folder, save_module_folder
 
 from sphere_timm.autoencoder import TimmAutoencoder

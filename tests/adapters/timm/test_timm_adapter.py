@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
 from sphere_plugins import MissingWeightsError, list_priors, load_model, plugin_names, wrap_autoencoder
-from sphere_plugins.models import ConvDecoder
+from sphere_plugins.nets import ConvDecoder
 from sphere_timm import TimmAutoencoder, TimmEncoder
 
 NAME = "test_resnet"  # timm's own tiny test network (about 0.4M parameters)
