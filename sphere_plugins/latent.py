@@ -180,7 +180,7 @@ class SphericalLatent(nn.Module):
     N(0, I) latents sees.
     """
 
-    def __init__(self, center: bool = True, spherize: bool = True, radius: float | None = 1.0,
+    def __init__(self, *, center: bool = True, spherize: bool = True, radius: float | None = 1.0,
                  dims: Dims = None, check: bool = True):
         super().__init__()
         if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, float))

@@ -176,7 +176,7 @@ class _SphericalBase(nn.Module):
 class SphericalGenerator(_SphericalBase):
     """A generator whose latents are centerized and spherized before they enter the model."""
 
-    def __init__(self, adapter: GeneratorAdapter, center: bool = True, spherize: bool = True,
+    def __init__(self, adapter: GeneratorAdapter, *, center: bool = True, spherize: bool = True,
                  radius: float | None = None, dims: Dims = None, prior: str = "normal",
                  prior_params: dict[str, Any] | None = None):
         super().__init__(adapter.module, adapter.z_shape, radius if radius is not None else adapter.radius,
@@ -240,9 +240,9 @@ class SphericalGenerator(_SphericalBase):
 class SphericalAutoencoder(_SphericalBase):
     """An autoencoder whose codes live on a sphere: the spherical autoencoder of eqs. (10)-(11)."""
 
-    def __init__(self, adapter: AutoencoderAdapter, center: bool = True, spherize: bool = True,
-                 radius: float | None = None, dims: Dims = None, loss: nn.Module | None = None,
-                 prior: str = "normal", prior_params: dict[str, Any] | None = None, latent_noise: float = 0.0):
+    def __init__(self, adapter: AutoencoderAdapter, *, center: bool = True, spherize: bool = True,
+                 radius: float | None = None, dims: Dims = None, prior: str = "normal",
+                 prior_params: dict[str, Any] | None = None, loss: nn.Module | None = None, latent_noise: float = 0.0):
         super().__init__(adapter.module, adapter.z_shape, radius if radius is not None else adapter.radius,
                          center, spherize, dims, prior, prior_params or {})
         self.adapter = adapter
@@ -393,13 +393,13 @@ def check_latent_noise(sigma: Any, argument: str = "latent_noise") -> float:
     return float(sigma)
 
 
-def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
-                   prior: str = "normal", *, z_shape: Sequence[int] | int | None = None, dims: Dims = None,
+def wrap_generator(model: Any, *, center: bool = True, spherize: bool = True, radius: float | None = None,
+                   dims: Dims = None, prior: str = "normal", z_shape: Sequence[int] | int | None = None,
                    options: dict[str, Any] | None = None, **prior_params: Any) -> SphericalGenerator:
     """Wrap any generator a plugin recognizes so its latents are centerized and spherized.
 
-    radius=None takes the adapter's (sqrt(d) for models trained on N(0, I) latents).
-    `options` go to the adapter hook; `prior_params` set the default prior's parameters.
+    Everything after the model is by keyword. radius=None takes the adapter's (sqrt(d) for models trained
+    on N(0, I) latents). `options` go to the adapter hook; `prior_params` set the default prior's parameters.
     """
     if isinstance(model, SphericalGenerator):
         raise ValueError("model is already a SphericalGenerator; wrap the raw model instead")
@@ -411,12 +411,13 @@ def wrap_generator(model: Any, spherize: bool = True, center: bool = True, radiu
     return _remember_source(wrapper, model, options)
 
 
-def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, radius: float | None = None,
-                     *, z_shape: Sequence[int] | int | None = None, dims: Dims = None,
+def wrap_autoencoder(model: Any, *, center: bool = True, spherize: bool = True, radius: float | None = None,
+                     dims: Dims = None, prior: str = "normal", z_shape: Sequence[int] | int | None = None,
                      options: dict[str, Any] | None = None, loss: nn.Module | None = None,
-                     prior: str = "normal", latent_noise: float = 0.0, **prior_params: Any) -> SphericalAutoencoder:
+                     latent_noise: float = 0.0, **prior_params: Any) -> SphericalAutoencoder:
     """Wrap an autoencoder (a module with encode/decode, or an (encoder, decoder) pair, or any model
-    a plugin recognizes) into a spherical autoencoder.
+    a plugin recognizes) into a spherical autoencoder. Everything after the model is by keyword, in
+    wrap_generator's order.
 
     latent_noise=SIGMA (off by default) trains the decoder on codes perturbed on the sphere (see
     SphericalAutoencoder.perturb), so that it also decodes the space between codes where prior draws land.
@@ -427,8 +428,7 @@ def wrap_autoencoder(model: Any, spherize: bool = True, center: bool = True, rad
     if adapter is None:
         raise UnknownAdapterError(model, "autoencoder", plugins.plugin_names())
     wrapper = SphericalAutoencoder(adapter, center=center, spherize=spherize, radius=radius, dims=dims,
-                                   loss=loss, prior=prior, prior_params=prior_params,
-                                   latent_noise=latent_noise)
+                                   prior=prior, prior_params=prior_params, loss=loss, latent_noise=latent_noise)
     return _remember_source(wrapper, model, options)
 
 

@@ -1,11 +1,21 @@
 """Latent arguments at the wrapper boundary: batching of sample(n), empty batches, dims, and flags or
 numbers given as the wrong type."""
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
-from sphere_plugins import SphericalLatent, sample_prior, wrap_autoencoder, wrap_generator
+from sphere_plugins import (
+    GeneratorAdapter,
+    SphericalAutoencoder,
+    SphericalGenerator,
+    SphericalLatent,
+    sample_prior,
+    wrap_autoencoder,
+    wrap_generator,
+)
 
 
 class Recording(nn.Module):
@@ -103,3 +113,22 @@ def test_a_tiny_but_non_constant_vector_is_not_called_constant():
 def test_a_constant_vector_is_still_reported_as_constant():
     with pytest.raises(ValueError, match="zero vectors \\(a constant vector"):
         SphericalLatent()(torch.full((1, 4), 2.0))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: wrap_generator(Recording(), False, z_shape=(8,)),
+    lambda: wrap_autoencoder(nn.Linear(4, 4), False),
+    lambda: SphericalLatent(False),
+    lambda: SphericalGenerator(GeneratorAdapter(z_shape=(8,), generate=Recording()), False),
+], ids=["wrap_generator", "wrap_autoencoder", "SphericalLatent", "SphericalGenerator"])
+def test_everything_after_the_model_is_keyword_only(build):
+    with pytest.raises(TypeError, match="positional argument"):
+        build()
+
+
+def test_the_wrappers_and_the_latent_module_take_the_sphere_settings_in_one_order():
+    order = ["center", "spherize", "radius", "dims"]
+    for function in (wrap_generator, wrap_autoencoder, SphericalLatent, SphericalGenerator, SphericalAutoencoder):
+        parameters = inspect.signature(function).parameters
+        assert [p for p in parameters if p in order] == order, function.__name__
+        assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in order), function.__name__
