@@ -13,7 +13,7 @@ from benchmarks.common import BenchmarkError, Options
 from benchmarks.suites import accepted_schemes, get_suite
 from sphere_plugins.data import ImageSet, check_idx_files, idx_dataset, list_image_files, load_images, parse_idx_spec
 from sphere_plugins.idx import SPLITS
-from sphere_plugins.schemes import example_models, model_schemes
+from sphere_plugins.schemes import example_models, list_schemes
 
 
 def check_inputs(options: Options) -> None:
@@ -117,7 +117,7 @@ def check_model_spec(spec: str, suites: list[str]) -> None:
     if spec in example_models():  # built by the plugin, no file needed
         return
     path = Path(rest).expanduser()
-    declared = model_schemes().get(scheme)
+    declared = next((s for s in list_schemes(scheme) if s.name == scheme), None)
     hub_like = (declared is not None and declared.hub_ids and rest.count("/") == 1
                 and not rest.startswith((".", "/", "~")))
     if not path.exists() and not hub_like:

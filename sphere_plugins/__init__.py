@@ -29,7 +29,7 @@ from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
 from sphere_plugins.plugins import get_plugin_manager, plugin_names, register, unregister
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
-from sphere_plugins.schemes import list_models, load_model, model_schemes, trainable_generators
+from sphere_plugins.schemes import list_schemes, load_model, save_model, trainable_generators
 from sphere_plugins.wrap import AutoencoderOutput, SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
 
 __version__ = "0.1.0"
@@ -39,7 +39,7 @@ __all__ = [
     "MissingWeightsError", "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
     "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
     "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "fit_sphere_prior", "get_plugin_manager", "get_prior",
-    "hookimpl", "list_models", "list_priors", "load_model", "model_schemes", "plugin_names", "register", "sample_prior", "slerp",
+    "hookimpl", "list_priors", "list_schemes", "load_model", "plugin_names", "register", "sample_prior", "save_model", "slerp",
     "spherize", "trainable_generators", "unregister", "wrap_autoencoder", "wrap_generator",
 ]
 

@@ -59,7 +59,8 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
     """Build or load the model a spec string names, or return None when the scheme is not yours.
 
     Specs read "scheme:rest", e.g. "stylegan2:ffhq.pkl", "diffusers:path/to/folder",
-    "timm:resnet18", "builtin:tiny-ae". Called by `load_model(spec, **options)`; first non-None wins.
+    "timm:resnet18", "builtin:tiny-ae", "saved:DIR" (the built-in scheme of save_pretrained folders).
+    Called by `load_model(spec, **options)`, newest plugin first; the first non-None result wins.
     Raise a clear error (missing file, bad config) when the scheme is yours but loading fails.
     """
 
@@ -68,8 +69,9 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> Any:
 def sphere_save_model(model: Any, folder: Any) -> str | None:
     """Write `model` into `folder` (a pathlib.Path, created and empty), or return None when it is not yours.
 
-    Called by `save_pretrained(DIR)` of both wrappers, newest plugin first; the first non-None result wins.
-    `model` is what the user wrapped (a module, a pipeline, ...). Write weights as safetensors (or the
+    Called by `save_model(model, DIR)`, newest plugin first; the first non-None result wins. A wrapper's
+    `save_pretrained(DIR)` calls it for itself (the built-in "saved" scheme writes the wrapper's settings) and
+    then for what the user wrapped (a module, a pipeline, ...) in DIR/model. Write weights as safetensors (or the
     library's own `save_pretrained`), never a pickle, and return the scheme whose `sphere_load_model`
     rebuilds an equal model from f"{scheme}:{folder}" with no options and no network access.
     """
@@ -80,11 +82,10 @@ def sphere_model_schemes() -> list[Any]:
     """Return a `sphere_plugins.ModelScheme` for every spec scheme your `sphere_load_model` handles.
 
     Each names the scheme, the models it gives (generator, autoencoder), its spec forms, an example spec, a
-    one-line description and the default options. Error messages, `model_schemes()`, `list_models()`,
-    `sphere-plugins list` and the benchmarks read them from here, so none of them keeps its own list. Its
-    `recognizes(path)`, when set, says whether a plain path (a file or folder) is one this scheme loads, so
-    `load_model(path)` can infer the scheme; it must only look at names and small files (no weights loaded,
-    nothing imported that is slow).
+    one-line description and the default options. Error messages, `list_schemes()`, `sphere-plugins list`
+    and the benchmarks read them from here, so none of them keeps its own list. Its `recognizes(path)`, when set, says whether a plain path (a file or folder) is one this scheme
+    loads, so `load_model(path)` can infer the scheme; it must only look at names and small files (no weights
+    loaded, nothing imported that is slow).
     """
 
 

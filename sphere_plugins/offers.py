@@ -1,6 +1,6 @@
 """What plugins offer besides adapters: the model-spec schemes they load and small generators they can train.
 
-Callers (benchmarks, error messages, CLIs) read these through `sphere_plugins.plugins` instead of keeping
+Callers (benchmarks, error messages, CLIs) read these through `sphere_plugins.schemes` instead of keeping
 their own lists, so a third-party plugin shows up everywhere by implementing the hooks.
 """
 
@@ -20,7 +20,7 @@ KINDS = ("generator", "autoencoder")
 class ModelScheme:
     """A spec scheme a plugin loads ("stylegan2" in "stylegan2:ffhq.pkl"): what its models are and how to use it.
 
-    `kinds`: which of "generator" / "autoencoder" the loaded models wrap as.
+    `kinds`: which of "generator" / "autoencoder" the loaded models wrap as (none when they are wrappers already).
     `usage`: the spec forms, for help and error messages, e.g. "stylegan2:PATH.pkl or stylegan2:tiny".
     `example`: one spec that works, shown by `sphere-plugins list`; `description`: one line on what loads;
     `defaults`: the options a spec gets when it names none (shown by `list`).
@@ -28,7 +28,7 @@ class ModelScheme:
     infer the scheme; it looks only at names and small files.
     `hub_ids`: whether "owner/name" after the colon may name a model the plugin finds in a local cache
     (so a missing path is not an error by itself).
-    `plugin` and `version` are filled in by `list_models()` (the plugin that declared it and its distribution).
+    `plugin` and `version` are filled in by `list_schemes()` (the plugin that declared it and its distribution).
     """
 
     name: str
@@ -47,11 +47,6 @@ class ModelScheme:
         if not self.name or ":" in self.name or unknown:
             raise ValueError(f"ModelScheme needs a name without ':' and kinds among {KINDS}; "
                              f"got name={self.name!r}, kinds={self.kinds!r}")
-
-    @property
-    def scheme(self) -> str:
-        """The scheme's name (the part of a spec before the colon)."""
-        return self.name
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""The one PluginManager: built-in plugins, entry-point discovery, register(), typed hook calls."""
+"""The one PluginManager and nothing else: built-in plugins and installed entry points loaded on first use,
+register(), the plugins' names and versions, and typed calls of the adapter and prior hooks."""
 
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-from importlib import import_module
 from functools import lru_cache
+from importlib import import_module
 from importlib.metadata import entry_points, packages_distributions, version
 from types import ModuleType
 from typing import Any
@@ -17,13 +18,15 @@ from sphere_plugins import hookspecs
 from sphere_plugins.hookspecs import PROJECT, hookimpl
 
 ENTRY_POINT_GROUP = "sphere_plugins"
-BUILTIN_PLUGINS = ("sphere_plugins.priors", "sphere_plugins.module_adapters")
+# Registered like any plugin, by name on first use (so importing this module imports none of them).
+BUILTIN_PLUGINS = ("sphere_plugins.priors", "sphere_plugins.module_adapters", "sphere_plugins.saving")
 # Comma-separated entry-point names to load; unset loads all, an empty value loads none.
 LOAD_ENV = "SPHERE_PLUGINS_LOAD"
 # Any non-empty value prints every hook call to stderr.
 TRACE_ENV = "SPHERE_PLUGINS_TRACE"
 
-__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "plugin_versions"]
+__all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "plugin_version",
+           "plugin_versions"]
 
 _manager: pluggy.PluginManager | None = None
 _listeners: list = []
@@ -144,16 +147,24 @@ def _distributions() -> dict[str, list[str]]:
     return packages_distributions()  # scans every installed distribution: once per process
 
 
-def _version_of(plugin: object) -> str | None:
-    top = (getattr(plugin, "__module__", None) if not hasattr(plugin, "__file__") else plugin.__name__) or ""
-    for distribution in _distributions().get(top.split(".")[0], []):
+def _distribution(plugin: object) -> tuple[str, str] | None:
+    """(name, version) of the installed distribution whose top-level package holds `plugin`, or None."""
+    module = plugin.__name__ if isinstance(plugin, ModuleType) else getattr(plugin, "__module__", None) or ""
+    for distribution in _distributions().get(module.split(".")[0], []):
         try:
-            return version(distribution)
+            return distribution, version(distribution)
         except Exception:  # a broken metadata record: no version to show
             continue
     return None
 
 
+def plugin_version(plugin: object) -> str | None:
+    """The version of the distribution that ships `plugin` (a module, class or instance), or None."""
+    found = _distribution(plugin)
+    return None if found is None else found[1]
+
+
 def plugin_versions() -> dict[str, str | None]:
     """Every loaded plugin's name with the version of the distribution that ships it."""
-    return {name: _version_of(plugin) for name, plugin in sorted(get_plugin_manager().list_name_plugin())}
+    return {name: plugin_version(plugin) for name, plugin in sorted(get_plugin_manager().list_name_plugin())}
+

@@ -5,6 +5,8 @@ A folder holds `sphere_model.json` (center, spherize, radius, dims, z_shape, pri
 adapter options, the scheme that reloads the model, extra submodules), `model/` (written by the plugin) and,
 when the wrapper has tensors of its own (a fitted prior, ...), `wrapper_state.safetensors`.
 Extra submodules are rebuilt with `cls.from_config(config)` from their `get_config()` before their tensors load.
+This module is the built-in plugin of the "saved" scheme: `load_model("saved:DIR")` (or a plain DIR) and
+`save_model(wrapper, DIR)` reach it through the same hooks as any plugin's models.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from typing import Any
 from torch import nn
 
 from sphere_plugins import plugins
+from sphere_plugins.errors import MissingWeightsError
 from sphere_plugins.files import atomic_write
-from sphere_plugins.schemes import WRAPPER_CONFIG, load_model, save_model
+from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.offers import ModelScheme
+from sphere_plugins.schemes import load_model, save_model
+from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
 
+SCHEME = "saved"
+# A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
+WRAPPER_CONFIG = "sphere_model.json"
 FORMAT = "sphere-plugins-wrapper"
 FORMAT_VERSION = 1
 MODEL_FOLDER = "model"
@@ -73,8 +82,6 @@ def _extra_children(wrapper: nn.Module) -> dict[str, dict[str, Any]]:
 
 def settings(wrapper: nn.Module) -> dict[str, Any]:
     """The JSON record save_pretrained writes for `wrapper` (without the model's scheme)."""
-    from sphere_plugins.wrap import SphericalAutoencoder
-
     latent = wrapper.latent
     options = dict(getattr(wrapper, "adapter_options", None) or getattr(wrapper.adapter, "options", None) or {})
     return {
@@ -165,8 +172,6 @@ def _extra_class(name: str, entry: dict[str, Any]) -> type[nn.Module]:
 
 def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module:
     """Rebuild the wrapper save_pretrained wrote to `folder`; `load_options` go to the model's loader."""
-    from sphere_plugins.wrap import wrap_autoencoder, wrap_generator
-
     folder = Path(folder).expanduser()
     record = read_settings(folder)
     model_entry = record["model"]
@@ -209,8 +214,6 @@ def read_module_folder(folder: Path, expected_format: str) -> tuple[dict[str, An
     """Plugins' helper: (config, state) of a folder save_module_folder wrote with config['format'] set."""
     from safetensors.torch import load_file
 
-    from sphere_plugins.errors import MissingWeightsError
-
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     for path in (config_path, weights):
         if not path.is_file():
@@ -228,3 +231,29 @@ def read_module_folder(folder: Path, expected_format: str) -> tuple[dict[str, An
         raise ValueError(f"{str(weights)!r} is not a readable safetensors file ({error}); save the model again "
                          "or delete the folder") from None
     return config, state
+
+
+def _is_wrapper_folder(path: Path) -> bool:
+    return path.is_dir() and (path / WRAPPER_CONFIG).is_file()
+
+
+@hookimpl
+def sphere_model_schemes() -> list[ModelScheme]:
+    return [ModelScheme(
+        SCHEME, (), f"{SCHEME}:DIR or DIR, a folder save_pretrained wrote", example=f"{SCHEME}:out/tiny-sae",
+        description="a spherical generator or autoencoder as save_pretrained wrote it (settings, model, state); "
+                    "options go to the model's own loader", recognizes=_is_wrapper_folder)]
+
+
+@hookimpl
+def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
+    scheme, _, folder = spec.partition(":")
+    return load_pretrained(folder, **options) if scheme == SCHEME else None
+
+
+@hookimpl(tryfirst=True)
+def sphere_save_model(model: Any, folder: Path) -> str | None:
+    if not isinstance(model, (SphericalGenerator, SphericalAutoencoder)):
+        return None
+    save_pretrained(model, folder)
+    return SCHEME

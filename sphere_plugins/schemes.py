@@ -1,5 +1,6 @@
-"""The model spec schemes plugins declare ("stylegan2:...", "diffusers:...", ...): list_models() and
-inference of the scheme of a plain path, both fed by the `sphere_model_schemes` hook."""
+"""Models by spec ("stylegan2:ffhq.pkl", "saved:DIR", or a plain path): the schemes plugins declare
+(`list_schemes()`), scheme inference for a path, load_model / save_model, and the other model offers
+(example specs, trainable generators), all read from the plugins' hooks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownModelError
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
-from sphere_plugins.plugins import _version_of, get_plugin_manager, plugin_names
-
-# A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
-WRAPPER_CONFIG = "sphere_model.json"
+from sphere_plugins.plugins import get_plugin_manager, plugin_names, plugin_version
 
 
 def spec_value(text: str) -> Any:
@@ -32,59 +29,25 @@ def spec_value(text: str) -> Any:
     return text
 
 
-def list_models(pattern: str = "*") -> list[ModelScheme]:
-    """Every scheme the loaded plugins declare (matching a shell-style `pattern`), sorted by scheme."""
-    found = []
-    for implementation in plugins.get_plugin_manager().hook.sphere_model_schemes.get_hookimpls():
-        declared = implementation.function()
-        for scheme in declared or []:
+def list_schemes(pattern: str = "*") -> list[ModelScheme]:
+    """Every scheme the loaded plugins declare whose name matches the shell-style `pattern`, sorted by name,
+    each with the plugin that declared it and that plugin's version. Of two plugins declaring one name, the one
+    whose hooks run first (the newest) wins, as it does in load_model."""
+    found: dict[str, ModelScheme] = {}
+    for implementation in reversed(get_plugin_manager().hook.sphere_model_schemes.get_hookimpls()):
+        for scheme in implementation.function() or []:
             if not isinstance(scheme, ModelScheme):
                 raise TypeError(f"plugin {implementation.plugin_name!r}: sphere_model_schemes must return "
                                 f"ModelScheme records, got {type(scheme).__name__}")
-            if fnmatch.fnmatchcase(scheme.scheme, pattern):
-                found.append(replace(scheme, plugin=implementation.plugin_name,
-                                     version=_version_of(implementation.plugin)))
-    return sorted(found, key=lambda s: s.scheme)
-
-
-def _is_wrapper_folder(path: Path) -> bool:
-    return path.is_dir() and (path / WRAPPER_CONFIG).is_file()
-
-
-def infer_scheme(path: str | os.PathLike) -> str:
-    """The scheme that loads a plain `path`: "saved" for a save_pretrained folder, else the one plugin
-    whose scheme recognizes it. Raises ValueError (no scheme, or several) listing the schemes."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"no file or folder at {str(path)!r} (resolved to {str(path.resolve())!r}); "
-                                "expected a model spec 'scheme:rest' or an existing path")
-    if _is_wrapper_folder(path):
-        return "saved"
-    schemes = list_models()
-    matches = [s.scheme for s in schemes if s.recognizes is not None and s.recognizes(path)]
-    listing = "; ".join(f"{s.scheme} (e.g. {s.example!r})" for s in schemes)
-    if not matches:
-        raise ValueError(f"cannot tell which model {str(path)!r} holds: no scheme recognizes it. Name the scheme "
-                         f"in a spec 'scheme:{path}'. Schemes: {listing}")
-    if len(matches) > 1:
-        raise ValueError(f"{str(path)!r} is ambiguous: schemes {', '.join(matches)} all recognize it; name one in "
-                         f"a spec such as '{matches[0]}:{path}'. Schemes: {listing}")
-    return matches[0]
+            if fnmatch.fnmatchcase(scheme.name, pattern) and scheme.name not in found:
+                found[scheme.name] = replace(scheme, plugin=implementation.plugin_name,
+                                             version=plugin_version(implementation.plugin))
+    return sorted(found.values(), key=lambda s: s.name)
 
 
 def example_models() -> list[str]:
     """Specs of the small offline models every plugin offers for contract tests."""
     return [spec for specs in get_plugin_manager().hook.sphere_example_models() for spec in specs]
-
-
-def model_schemes() -> dict[str, ModelScheme]:
-    """Every spec scheme the loaded plugins declare, by name (the first plugin to declare a name wins)."""
-    from sphere_plugins.schemes import list_models  # it reads this module's plugin manager
-
-    schemes: dict[str, ModelScheme] = {}
-    for scheme in list_models():
-        schemes.setdefault(scheme.name, scheme)
-    return schemes
 
 
 def trainable_generators() -> dict[str, TrainableGenerator]:
@@ -98,46 +61,66 @@ def trainable_generators() -> dict[str, TrainableGenerator]:
     return offered
 
 
+def infer_scheme(path: str | os.PathLike) -> str:
+    """The scheme of the one plugin that recognizes a plain `path` (a save_pretrained folder is "saved").
+    Raises ValueError (no scheme, or several) listing the schemes."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no file or folder at {str(path)!r} (resolved to {str(path.resolve())!r}); "
+                                "expected a model spec 'scheme:rest' or an existing path")
+    schemes = list_schemes()
+    matches = [s.name for s in schemes if s.recognizes is not None and s.recognizes(path)]
+    listing = "; ".join(f"{s.name} (e.g. {s.example!r})" for s in schemes)
+    if not matches:
+        raise ValueError(f"cannot tell which model {str(path)!r} holds: no scheme recognizes it. Name the scheme "
+                         f"in a spec 'scheme:{path}'. Schemes: {listing}")
+    if len(matches) > 1:
+        raise ValueError(f"{str(path)!r} is ambiguous: schemes {', '.join(matches)} all recognize it; name one in "
+                         f"a spec such as '{matches[0]}:{path}'. Schemes: {listing}")
+    return matches[0]
+
+
 def load_model(spec: str | os.PathLike, **options: Any) -> Any:
-    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", ...).
+    """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", "saved:DIR", ...).
 
     A plain path (str or pathlib.Path) gets its scheme inferred: a save_pretrained folder returns the wrapper,
     a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on.
     """
-    from sphere_plugins.schemes import infer_scheme, list_models
-
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec, list_models)):
-        scheme = infer_scheme(spec)
-        if scheme == "saved":
-            from sphere_plugins.saving import load_pretrained
-
-            return load_pretrained(spec, **options)
-        spec = f"{scheme}:{os.fspath(spec)}"
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec)):
+        spec = f"{infer_scheme(spec)}:{os.fspath(spec)}"
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', or an existing path, "
                          f"got {spec!r}")
     model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
     if model is None:
-        raise UnknownModelError(spec, plugin_names(), [s.usage for s in model_schemes().values()])
+        raise UnknownModelError(spec, plugin_names(), [s.usage for s in list_schemes()])
     return model
 
 
-def _looks_like_path(spec: str, list_models) -> bool:
+def _looks_like_path(spec: str) -> bool:
     """A string without a known scheme prefix that names an existing file or folder."""
     if not os.path.exists(os.path.expanduser(spec)):
         return False
     scheme, colon, _ = spec.partition(":")
-    return not (colon and scheme in {s.scheme for s in list_models()})
+    return not (colon and scheme in {s.name for s in list_schemes()})
 
 
 def save_model(model: Any, folder: str | os.PathLike) -> str:
-    """Write a bare model to `folder` through the plugin that owns it; returns the scheme that reloads it
-    (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`)."""
+    """Write `model` (a bare model, or a spherical wrapper) to `folder` through the plugin that owns it; returns
+    the scheme that reloads it (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`). A folder
+    this call created is removed again when nothing could be written into it."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder must be a directory to write into, got the file {str(folder)!r}")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    scheme = plugins.get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
+    try:
+        scheme = get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
+    finally:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
     if scheme is None:
         raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
-                         f"plugins loaded: {', '.join(plugins.plugin_names())}. Implement "
+                         f"plugins loaded: {', '.join(plugin_names())}. Implement "
                          "sphere_save_model(model, folder) in the plugin that adapts it")
     return scheme

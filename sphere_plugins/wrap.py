@@ -19,6 +19,7 @@ from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.latent import Dims, SphericalLatent, group_size, slerp
 from sphere_plugins.loss import SAELoss
 from sphere_plugins.priors import get_prior, redraw_degenerate
+from sphere_plugins.schemes import load_model, save_model
 
 
 
@@ -151,16 +152,13 @@ class _SphericalBase(nn.Module):
 
         `sphere_plugins.load_model(folder)` or `from_pretrained(folder)` returns it with identical outputs.
         """
-        from sphere_plugins.saving import save_pretrained
-
-        return save_pretrained(self, folder)
+        save_model(self, folder)  # the built-in "saved" scheme writes wrappers
+        return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **load_options: Any) -> _SphericalBase:
         """The wrapper save_pretrained wrote to `folder`; `load_options` go to the model's loader."""
-        from sphere_plugins.saving import load_pretrained
-
-        wrapper = load_pretrained(folder, **load_options)
+        wrapper = load_model(f"saved:{os.fspath(folder)}", **load_options)
         if not isinstance(wrapper, cls):
             raise ValueError(f"{str(folder)!r} holds a {type(wrapper).__name__}, not a {cls.__name__}")
         return wrapper

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from sphere_plugins.schemes import model_schemes
+from sphere_plugins.schemes import list_schemes
 
 # In the order a full run goes through them: cheap and informative first.
 SUITE_NAMES = ("theory", "overhead", "sampling", "autoencoder", "finetune", "dimension")
@@ -24,4 +24,4 @@ def accepted_schemes(suite: ModuleType) -> tuple[str, ...]:
     kind = getattr(suite, "MODEL_KIND", None)
     if kind is None:
         return tuple(suite.MODEL_SCHEMES)
-    return tuple(sorted(name for name, scheme in model_schemes().items() if kind in scheme.kinds))
+    return tuple(scheme.name for scheme in list_schemes() if kind in scheme.kinds)

@@ -13,7 +13,8 @@ from typing import Any
 from sphere_plugins import jsontext
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 from sphere_plugins.generation import MAX_SEED
-from sphere_plugins.schemes import spec_value
+from sphere_plugins.schemes import infer_scheme, list_schemes, spec_value
+
 DATA_SPECS = ("digits",)
 DATA_HELP = "'digits', 'fashion-mnist[:PATH][:train|:test]', 'mnist:PATH[:train|:test]' or 'folder:PATH'"
 
@@ -103,9 +104,7 @@ def check_prior(name: str | None, params: dict[str, Any]) -> None:
 
 def check_spec(spec: str, argument: str = "SPEC") -> None:
     """A known scheme, or an existing path whose scheme can be inferred."""
-    from sphere_plugins.schemes import infer_scheme, list_models
-
-    schemes = {s.scheme: s for s in list_models()}
+    schemes = {s.name: s for s in list_schemes()}
     scheme, colon, _ = spec.partition(":")
     if colon and scheme in schemes:
         return

@@ -46,7 +46,7 @@ def _kind(source: str, argument: str) -> str:
         common.check_data(source, argument)
         return "data"
     if os.path.isdir(os.path.expanduser(source)):
-        from sphere_plugins.schemes import WRAPPER_CONFIG
+        from sphere_plugins.saving import WRAPPER_CONFIG
 
         return "model" if os.path.isfile(os.path.join(source, WRAPPER_CONFIG)) else "data"
     common.check_spec(source, argument)

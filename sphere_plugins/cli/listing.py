@@ -26,14 +26,14 @@ def add_parser(commands) -> None:
 
 def inventory() -> dict:
     """Plugins, schemes and priors as plain data."""
-    from sphere_plugins import list_models, list_priors
-    from sphere_plugins.priors import get_prior
     from sphere_plugins.plugins import plugin_versions
+    from sphere_plugins.priors import get_prior, list_priors
+    from sphere_plugins.schemes import list_schemes
 
-    schemes = list_models()
+    schemes = list_schemes()
     return {
         "plugins": plugin_versions(),
-        "schemes": [{"scheme": s.scheme, "plugin": s.plugin, "example": s.example, "description": s.description,
+        "schemes": [{"scheme": s.name, "plugin": s.plugin, "example": s.example, "description": s.description,
                      "defaults": s.defaults} for s in schemes],
         "priors": {name: {"defaults": get_prior(name).defaults, "description": get_prior(name).description}
                    for name in list_priors()},

@@ -166,10 +166,31 @@ def test_a_path_two_schemes_recognize_is_ambiguous(tmp_path):
         sphere_plugins.unregister(plugin)
 
 
-def test_list_models_comes_from_the_plugins_hooks():
-    from sphere_plugins import list_models
+def test_list_schemes_comes_from_the_plugins_hooks():
+    from sphere_plugins import list_schemes
 
-    schemes = {s.scheme: s for s in list_models()}
+    schemes = {s.name: s for s in list_schemes()}
     assert schemes["builtin"].defaults == {"channels": 1, "resolution": 16, "z_dim": 10, "width": 32}
     assert schemes["builtin"].plugin == "sphere_plugins.module_adapters"
-    assert all(s.example.startswith(f"{s.scheme}:") for s in schemes.values())
+    assert all(s.example.startswith(f"{s.name}:") for s in schemes.values())
+    assert [s.name for s in list_schemes("b*")] == ["builtin"]
+
+
+def test_saved_folders_are_a_built_in_scheme_served_through_the_hooks(tmp_path):
+    from sphere_plugins import list_schemes, save_model
+
+    saved = {s.name: s for s in list_schemes()}["saved"]
+    assert saved.plugin == "sphere_plugins.saving" and saved.kinds == ()
+    sae = wrap_autoencoder(ConvAutoencoder(z_dim=6), prior="chi2")
+    assert save_model(sae, tmp_path / "sae") == "saved"
+    assert saved.recognizes(tmp_path / "sae") and not saved.recognizes(tmp_path / "sae" / "model")
+    loaded = load_model(f"saved:{tmp_path / 'sae'}")
+    assert isinstance(loaded, SphericalAutoencoder) and loaded.prior == "chi2"
+
+
+def test_saving_into_a_new_folder_that_fails_leaves_no_folder(tmp_path):
+    from sphere_plugins import save_model
+
+    with pytest.raises(ValueError, match="no plugin can save a model of type builtins.object"):
+        save_model(object(), tmp_path / "new" / "folder")
+    assert not (tmp_path / "new" / "folder").exists()
