@@ -10,24 +10,28 @@ are subpackages to import by name.
 import warnings
 from importlib import import_module
 
-from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
-from sphere_plugins.checkpoint import CheckpointError
-from sphere_plugins.errors import (
+from sphere_plugins.adapter import (
+    AutoencoderAdapter,
     CorruptWeightsError,
-    DataFileError,
+    GeneratorAdapter,
     MissingWeightsError,
+    ModelScheme,
     SpherePluginsError,
-    UnknownAdapterError,
+    TrainableGenerator,
     UnknownModelError,
-    UnknownPriorError,
     UnsafePickleError,
+    check_adapter_options,
+    hookimpl,
+    register,
+    spec_value,
+    unregister,
 )
+from sphere_plugins.checkpoint import CheckpointError
+from sphere_plugins.errors import DataFileError, UnknownAdapterError, UnknownPriorError
 from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
-from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
-from sphere_plugins.offers import ModelScheme, TrainableGenerator
-from sphere_plugins.plugins import get_plugin_manager, plugin_names, register, unregister
+from sphere_plugins.plugins import get_plugin_manager, plugin_names
 from sphere_plugins.priors import get_prior, list_priors, sample_prior
 from sphere_plugins.schemes import list_schemes, load_model, save_model, trainable_generators
 from sphere_plugins.wrap import AutoencoderOutput, SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
@@ -35,12 +39,14 @@ from sphere_plugins.wrap import AutoencoderOutput, SphericalAutoencoder, Spheric
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "CorruptWeightsError", "DataFileError", "FittedSpherePrior", "GeneratorAdapter",
-    "MissingWeightsError", "ModelScheme", "SAELoss", "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
-    "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
-    "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "fit_sphere_prior", "get_plugin_manager", "get_prior",
-    "hookimpl", "list_priors", "list_schemes", "load_model", "plugin_names", "register", "sample_prior", "save_model", "slerp",
-    "spherize", "trainable_generators", "unregister", "wrap_autoencoder", "wrap_generator",
+    "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "CorruptWeightsError", "DataFileError",
+    "FittedSpherePrior", "GeneratorAdapter", "MissingWeightsError", "ModelScheme", "SAELoss",
+    "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
+    "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError",
+    "VAELoss", "centerize", "centerize_spherize", "check_adapter_options", "fit_sphere_prior",
+    "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "list_schemes", "load_model", "plugin_names",
+    "register", "sample_prior", "save_model", "slerp", "spec_value", "spherize", "trainable_generators",
+    "unregister", "wrap_autoencoder", "wrap_generator",
 ]
 
 # Names the top level exported before it was trimmed to the plugin layer: importable for one more release,

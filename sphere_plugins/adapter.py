@@ -1,5 +1,8 @@
-"""Everything a plugin author needs, in one import: the adapter records, the hook marker, register(), the
-records of what a plugin offers, and the errors a plugin raises (as `import pytest` is for pytest plugins)."""
+"""Everything a plugin author needs, in one import (as `import pytest` is for pytest plugins): the adapter
+records a plugin returns, check_adapter_options, the hook marker, register(), the records of what else a
+plugin offers, the spec option parser and the errors a plugin raises. The adapter records live here; the
+rest is re-exported from its home module. Hook contracts: sphere_plugins/hookspecs.py.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
+
+from sphere_plugins.errors import (
+    CorruptWeightsError,
+    MissingWeightsError,
+    SpherePluginsError,
+    UnknownModelError,
+    UnsafePickleError,
+)
+from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.plugins import register, unregister
+from sphere_plugins.schemes import spec_value
+
+__all__ = [
+    "AutoencoderAdapter", "CorruptWeightsError", "GeneratorAdapter", "MissingWeightsError", "ModelScheme", "SpherePluginsError", "TrainableGenerator", "UnknownModelError", "UnsafePickleError",
+    "check_adapter_options", "hookimpl", "register", "spec_value", "unregister",
+]
 
 
 @dataclass

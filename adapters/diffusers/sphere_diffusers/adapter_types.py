@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sphere_plugins import AutoencoderAdapter, GeneratorAdapter
+from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
 
 
 @dataclass

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sphere_plugins import hookimpl
-from sphere_plugins.offers import ModelScheme
+from sphere_plugins.adapter import ModelScheme, hookimpl
 
 from sphere_diffusers import autoencoders, pipelines
 from sphere_diffusers.loading import TINY_DEFAULTS, load_diffusers

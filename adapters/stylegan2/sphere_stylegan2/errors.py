@@ -1,6 +1,6 @@
 """The error this adapter raises for network files it cannot read (hostile pickles raise UnsafePickleError)."""
 
-from sphere_plugins.errors import SpherePluginsError
+from sphere_plugins.adapter import SpherePluginsError
 
 
 class NetworkFormatError(SpherePluginsError, ValueError):

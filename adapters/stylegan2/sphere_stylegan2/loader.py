@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from sphere_plugins.errors import MissingWeightsError, UnsafePickleError
+from sphere_plugins.adapter import MissingWeightsError, UnsafePickleError
 from sphere_plugins.files import atomic_write
 from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (

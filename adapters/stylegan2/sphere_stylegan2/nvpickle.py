@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sphere_plugins.errors import UnsafePickleError
+from sphere_plugins.adapter import UnsafePickleError
 
 PERSISTENCE_VERSION = 6
 MODULE_SRC_PLACEHOLDER = "<placeholder: written by sphere-stylegan2, which never stores or runs module source>"

@@ -12,9 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.offers import ModelScheme, TrainableGenerator
-from sphere_plugins.adapter import GeneratorAdapter, check_adapter_options
+from sphere_plugins.adapter import (
+    GeneratorAdapter,
+    ModelScheme,
+    TrainableGenerator,
+    check_adapter_options,
+    hookimpl,
+)
 from sphere_stylegan2.configs import TINY_DEFAULTS, tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator, labels

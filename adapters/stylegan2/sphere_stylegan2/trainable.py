@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sphere_plugins.adapter import TrainableGenerator
 from sphere_plugins.checkpoint import list_checkpoints
-from sphere_plugins.offers import TrainableGenerator
 from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
 from sphere_stylegan2.train import train_gan
 

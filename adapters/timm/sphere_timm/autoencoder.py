@@ -9,7 +9,7 @@ from sphere_plugins.nets import ConvDecoder, EncoderDecoder
 from torch import nn
 
 from sphere_timm.encoder import TimmEncoder
-from sphere_plugins.schemes import spec_value
+from sphere_plugins.adapter import spec_value
 
 
 class TimmAutoencoder(EncoderDecoder):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from sphere_plugins import MissingWeightsError
+from sphere_plugins.adapter import MissingWeightsError
 from torch import Tensor, nn
 
 # timm names its Hugging Face weight files one of these; the first cached one is used.

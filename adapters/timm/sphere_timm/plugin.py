@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sphere_plugins import AutoencoderAdapter, hookimpl
-from sphere_plugins.offers import ModelScheme
-from sphere_plugins.adapter import check_adapter_options
+from sphere_plugins.adapter import AutoencoderAdapter, ModelScheme, check_adapter_options, hookimpl
 from torch import nn
 
 from sphere_timm.autoencoder import DEFAULTS, TimmAutoencoder, build_timm_autoencoder, parse_spec
