@@ -15,6 +15,7 @@ from sphere_plugins.adapter import (
     CorruptWeightsError,
     GeneratorAdapter,
     MissingWeightsError,
+    ModelKwarg,
     ModelScheme,
     SpherePluginsError,
     TrainableGenerator,
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "CorruptWeightsError", "DataFileError",
-    "FittedSpherePrior", "GeneratorAdapter", "MissingWeightsError", "ModelScheme", "SAELoss",
+    "FittedSpherePrior", "GeneratorAdapter", "MissingWeightsError", "ModelKwarg", "ModelScheme", "SAELoss",
     "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
     "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError",
     "VAELoss", "centerize", "centerize_spherize", "check_adapter_options", "fit_sphere_prior",

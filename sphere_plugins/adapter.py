@@ -20,12 +20,13 @@ from sphere_plugins.errors import (
     UnsafePickleError,
 )
 from sphere_plugins.hookspecs import hookimpl
-from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.offers import ModelKwarg, ModelScheme, TrainableGenerator
 from sphere_plugins.plugins import register, unregister
 from sphere_plugins.schemes import spec_value
 
 __all__ = [
-    "AutoencoderAdapter", "CorruptWeightsError", "GeneratorAdapter", "MissingWeightsError", "ModelScheme", "SpherePluginsError", "TrainableGenerator", "UnknownModelError", "UnsafePickleError",
+    "AutoencoderAdapter", "CorruptWeightsError", "GeneratorAdapter", "MissingWeightsError", "ModelKwarg",
+    "ModelScheme", "SpherePluginsError", "TrainableGenerator", "UnknownModelError", "UnsafePickleError",
     "check_adapter_options", "hookimpl", "register", "spec_value", "unregister",
 ]
 

@@ -82,8 +82,10 @@ def sphere_model_schemes() -> list[Any]:
     """Return a `sphere_plugins.ModelScheme` for every spec scheme your `sphere_load_model` handles.
 
     Each names the scheme, the models it gives (generator, autoencoder), its spec forms, an example spec, a
-    one-line description and the default options. Error messages, `list_schemes()`, `sphere-plugins list`
-    and the benchmarks read them from here, so none of them keeps its own list. Its `recognizes(path)`, when set, says whether a plain path (a file or folder) is one this scheme
+    one-line description, the default options and the `generate()` keywords a command line may set
+    (`model_kwargs`: `sphere-plugins sample` and `interpolate` add a flag for each). Error messages,
+    `list_schemes()`, `sphere-plugins list` and the benchmarks read them from here, so none of them keeps its
+    own list. Its `recognizes(path)`, when set, says whether a plain path (a file or folder) is one this scheme
     loads, so `load_model(path)` can infer the scheme; it must only look at names and small files (no weights
     loaded, nothing imported that is slow).
     """

@@ -1,4 +1,5 @@
-"""What plugins offer besides adapters: the model-spec schemes they load and small generators they can train.
+"""What plugins offer besides adapters: the model-spec schemes they load (with the generator keywords a
+command line may set) and small generators they can train.
 
 Callers (benchmarks, error messages, CLIs) read these through `sphere_plugins.schemes` instead of keeping
 their own lists, so a third-party plugin shows up everywhere by implementing the hooks.
@@ -17,6 +18,27 @@ KINDS = ("generator", "autoencoder")
 
 
 @dataclass(frozen=True)
+class ModelKwarg:
+    """A keyword of the generators' `generate(z, **model_kwargs)` that the command line sets with `flag`.
+
+    `type` turns the flag's text into the value (int, float, str, ...); `help` says what it does and its
+    default; `metavar` names the value in --help. Example: StyleGAN2's
+    `ModelKwarg("--truncation-psi", "truncation_psi", float, "truncation (default 1: none)")`.
+    """
+
+    flag: str
+    keyword: str
+    type: Callable[[str], Any] = str
+    help: str = ""
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.flag.startswith("--") or not self.keyword.isidentifier():
+            raise ValueError(f"ModelKwarg needs a flag starting with '--' and a keyword that is a Python name; "
+                             f"got flag={self.flag!r}, keyword={self.keyword!r}")
+
+
+@dataclass(frozen=True)
 class ModelScheme:
     """A spec scheme a plugin loads ("stylegan2" in "stylegan2:ffhq.pkl"): what its models are and how to use it.
 
@@ -28,6 +50,8 @@ class ModelScheme:
     infer the scheme; it looks only at names and small files.
     `hub_ids`: whether "owner/name" after the colon may name a model the plugin finds in a local cache
     (so a missing path is not an error by itself).
+    `model_kwargs`: the keywords of its generators' `generate()` that `sphere-plugins sample` and `interpolate`
+    offer as flags (see ModelKwarg).
     `plugin` and `version` are filled in by `list_schemes()` (the plugin that declared it and its distribution).
     """
 
@@ -39,6 +63,7 @@ class ModelScheme:
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     recognizes: Callable[[Path], bool] | None = field(default=None, hash=False, compare=False)
     hub_ids: bool = False
+    model_kwargs: tuple[ModelKwarg, ...] = ()
     plugin: str = ""
     version: str | None = None
 
@@ -68,4 +93,4 @@ class TrainableGenerator:
     completed_steps: Callable[[Path], int]
 
 
-__all__ = ["KINDS", "ModelScheme", "TrainableGenerator"]
+__all__ = ["KINDS", "ModelKwarg", "ModelScheme", "TrainableGenerator"]

@@ -26,10 +26,12 @@ LOAD_ENV = "SPHERE_PLUGINS_LOAD"
 TRACE_ENV = "SPHERE_PLUGINS_TRACE"
 
 __all__ = ["hookimpl", "get_plugin_manager", "register", "unregister", "plugin_names", "plugin_version",
-           "plugin_versions"]
+           "plugin_versions", "plugin_distributions"]
 
 _manager: pluggy.PluginManager | None = None
 _listeners: list = []
+# Each plugin loaded from an entry point with the distribution (name, version) that declared it.
+_entry_point_distributions: list[tuple[object, tuple[str, str]]] = []
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -67,6 +69,8 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
             )
             continue
         manager.register(plugin, name=entry_point.name)
+        if entry_point.dist is not None:
+            _entry_point_distributions.append((plugin, (entry_point.dist.name, entry_point.dist.version)))
 
 
 def register(plugin: object, name: str | None = None) -> None:
@@ -148,7 +152,11 @@ def _distributions() -> dict[str, list[str]]:
 
 
 def _distribution(plugin: object) -> tuple[str, str] | None:
-    """(name, version) of the installed distribution whose top-level package holds `plugin`, or None."""
+    """(name, version) of the installed distribution that declared `plugin` as an entry point, else the one whose
+    top-level package holds it, or None."""
+    for loaded, distribution in _entry_point_distributions:
+        if loaded is plugin:
+            return distribution
     module = plugin.__name__ if isinstance(plugin, ModuleType) else getattr(plugin, "__module__", None) or ""
     for distribution in _distributions().get(module.split(".")[0], []):
         try:
@@ -168,3 +176,9 @@ def plugin_versions() -> dict[str, str | None]:
     """Every loaded plugin's name with the version of the distribution that ships it."""
     return {name: plugin_version(plugin) for name, plugin in sorted(get_plugin_manager().list_name_plugin())}
 
+
+def plugin_distributions() -> dict[str, str]:
+    """The installed distributions that ship the loaded plugins (sphere-plugins for the built-ins), by name,
+    with their versions: what a run's record names to say which code made it."""
+    found = (_distribution(plugin) for _, plugin in get_plugin_manager().list_name_plugin())
+    return dict(sorted(entry for entry in found if entry is not None))

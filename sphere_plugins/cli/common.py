@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from sphere_plugins import jsontext
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 from sphere_plugins.generation import MAX_SEED
+from sphere_plugins.plugins import plugin_distributions
 from sphere_plugins.schemes import infer_scheme, list_schemes, spec_value
 
 DATA_SPECS = ("digits",)
@@ -146,13 +148,12 @@ def check_out(path: str) -> Path:
 
 
 def versions() -> dict[str, str | None]:
-    found = {}
-    for name in ("sphere-plugins", "sphere-stylegan2", "sphere-diffusers", "sphere-timm", "torch"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    """torch's version and those of the distributions that ship the loaded plugins (sphere-plugins included)."""
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = None
+    return {**plugin_distributions(), "torch": torch_version}
 
 
 def write_record(out: Path, name: str, args: argparse.Namespace, **extra: Any) -> Path:
@@ -177,14 +178,29 @@ def load_wrapped_generator(spec: str, args: argparse.Namespace, options: dict[st
     return model
 
 
-def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Generator call options the command line sets (StyleGAN2's truncation and class)."""
-    kwargs: dict[str, Any] = {}
-    if getattr(args, "truncation_psi", None) is not None:
-        kwargs["truncation_psi"] = args.truncation_psi
-    if getattr(args, "class_label", None) is not None:
-        kwargs["c"] = args.class_label
-    return kwargs
+class _ModelKwarg(argparse.Action):
+    """Stores a declared generator keyword's value in args.model_kwargs."""
+
+    def __init__(self, *args: Any, keyword: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.keyword = keyword
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.model_kwargs = {**namespace.model_kwargs, self.keyword: values}
+
+
+def add_model_kwargs(parser: argparse.ArgumentParser) -> None:
+    """A flag for each generate() keyword the loaded plugins' schemes declare (ModelScheme.model_kwargs, e.g.
+    StyleGAN2's --truncation-psi); the values set land in args.model_kwargs."""
+    parser.set_defaults(model_kwargs={})
+    for scheme in list_schemes():
+        for declared in scheme.model_kwargs:
+            try:
+                parser.add_argument(declared.flag, action=_ModelKwarg, keyword=declared.keyword, type=declared.type,
+                                    metavar=declared.metavar, help=f"{declared.help} [{scheme.name}]")
+            except argparse.ArgumentError:  # a flag the command or another scheme has: the first one stays
+                warnings.warn(f"plugin {scheme.plugin!r} declares {declared.flag} for scheme {scheme.name!r}, a flag "
+                              f"`{parser.prog}` already has; it is left out", stacklevel=2)
 
 
 def check_sphere_options(args: argparse.Namespace) -> None:
@@ -203,9 +219,7 @@ def add_sphere_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-param", action="append", metavar="K=V", help="a prior parameter, e.g. rate=2")
     parser.add_argument("--option", action="append", metavar="K=V",
                         help="a load_model option of the spec's scheme (see `sphere-plugins list`)")
-    parser.add_argument("--truncation-psi", type=float, help="StyleGAN2 truncation (default 1: none)")
-    parser.add_argument("--class", dest="class_label", type=int, metavar="C",
-                        help="class index for a conditional StyleGAN2 (applies to every image)")
     parser.add_argument("--no-center", action="store_true", help="do not centerize the latents")
     parser.add_argument("--no-spherize", action="store_true", help="do not spherize the latents")
     parser.add_argument("--radius", type=float, help="sphere radius (default: the adapter's, sqrt(d))")
+    add_model_kwargs(parser)

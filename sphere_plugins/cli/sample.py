@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     wrapper = common.load_wrapped_generator(args.spec, args, args.options)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     images = []
-    for seed, image in sample_seeds(wrapper, args.seed_list, args.batch, args.prior, common.model_kwargs(args),
+    for seed, image in sample_seeds(wrapper, args.seed_list, args.batch, args.prior, args.model_kwargs,
                                     progress=True, **args.prior_params):
         save_png(image, args.out_dir / f"seed{seed:04d}.png")
         images.append(image.cpu())

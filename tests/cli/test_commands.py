@@ -194,3 +194,28 @@ def test_every_subcommand_help_has_examples():
     for command in ("list", "sample", "interpolate", "evaluate", "finetune", "convert"):
         result = cli(command, "--help")
         assert result.returncode == 0 and "examples:" in result.stdout, command
+
+
+def test_generator_flags_come_from_the_schemes_the_plugins_declare(tmp_path):
+    import sphere_plugins
+    from sphere_plugins import ModelKwarg, ModelScheme, hookimpl
+    from sphere_plugins.cli import build_parser
+
+    class Warm:
+        @hookimpl
+        def sphere_model_schemes(self):
+            return [ModelScheme("warm", ("generator",), "warm:NAME", example="warm:x",
+                                model_kwargs=(ModelKwarg("--temperature", "temperature", float, "how warm"),))]
+
+    argv = ["sample", "stylegan2:tiny", "--truncation-psi", "0.7", "--class", "2", "--out", str(tmp_path)]
+    plugin = Warm()
+    sphere_plugins.register(plugin, name="warm")
+    try:
+        args = build_parser().parse_args([*argv, "--temperature", "0.5"])
+    finally:
+        sphere_plugins.unregister(plugin)
+    assert args.model_kwargs == {"truncation_psi": 0.7, "c": 2, "temperature": 0.5}
+    assert build_parser().parse_args(argv).model_kwargs == {"truncation_psi": 0.7, "c": 2}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--temperature", "0.5"])
+

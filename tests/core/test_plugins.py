@@ -39,7 +39,8 @@ PLUGIN_SOURCE = textwrap.dedent('''
 PROBE = textwrap.dedent('''
     import json, torch
     import sphere_plugins as sp
-    out = {"plugins": sp.plugin_names(), "priors": sp.list_priors()}
+    from sphere_plugins.cli.common import versions
+    out = {"plugins": sp.plugin_names(), "priors": sp.list_priors(), "versions": versions()}
     try:
         from blob_plugin import BlobModel
         g = sp.wrap_generator(BlobModel())
@@ -80,6 +81,7 @@ def test_a_plugin_installed_only_through_an_entry_point_is_found_and_used(tmp_pa
     assert "twos" in out["priors"]
     assert out["adapter"] == "blob"
     assert out["radius"] == pytest.approx([2.0] * 3)
+    assert out["versions"]["blob-plugin"] == "0.1"  # run records name the distributions of the loaded plugins
 
 
 def test_the_load_variable_chooses_which_installed_plugins_load(tmp_path):
@@ -90,6 +92,8 @@ def test_the_load_variable_chooses_which_installed_plugins_load(tmp_path):
     assert "twos" not in out["priors"]
     assert "UnknownAdapterError" in out["error"]
     assert set(BUILTIN_PLUGINS) <= set(out["plugins"])
+    assert "sphere-plugins" in out["versions"] and "torch" in out["versions"]
+    assert not {"blob-plugin", "sphere-stylegan2", "sphere-timm"} & set(out["versions"])
 
 
 def test_a_broken_plugin_warns_and_the_rest_still_load(tmp_path):

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from sphere_plugins.adapter import (
     GeneratorAdapter,
+    ModelKwarg,
     ModelScheme,
     TrainableGenerator,
     check_adapter_options,
@@ -28,6 +29,11 @@ from sphere_stylegan2.trainable import TRAINABLE
 
 SCHEME = "stylegan2"
 OPTIONS = ("z_shape", "normalize_z")
+# generate() keywords the command line sets.
+MODEL_KWARGS = (
+    ModelKwarg("--truncation-psi", "truncation_psi", float, "StyleGAN2 truncation (default 1: none)"),
+    ModelKwarg("--class", "c", int, "class index for a conditional StyleGAN2 (applies to every image)", metavar="C"),
+)
 
 
 def is_stylegan_generator(model: Any) -> bool:
@@ -149,7 +155,8 @@ def sphere_model_schemes() -> list[ModelScheme]:
         SCHEME, ("generator",), "stylegan2:PATH.pkl, stylegan2:FOLDER or stylegan2:tiny", example="stylegan2:ffhq.pkl",
         description="StyleGAN2-ADA: an NVlabs network pickle (read without running its code), a folder "
                     "save_network wrote, or 'stylegan2:tiny' (random, small); option network='G_ema'|'G'|'D'",
-        defaults={"network": "G_ema", "tiny": dict(TINY_DEFAULTS)}, recognizes=_recognizes)]
+        defaults={"network": "G_ema", "tiny": dict(TINY_DEFAULTS)}, recognizes=_recognizes,
+        model_kwargs=MODEL_KWARGS)]
 
 
 @hookimpl
