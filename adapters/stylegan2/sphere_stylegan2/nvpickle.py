@@ -41,9 +41,10 @@ class EasyDict(dict):
     """Stand-in for dnnlib.util.EasyDict while unpickling: a plain dict subclass, nothing more."""
 
 
-# Work and shape bounds for one file, the tensor storages nested in it included. A 1024x1024 snapshot (G, D,
-# G_ema) written by save_nvlabs_pickle takes about 39,000 opcodes and nests about 20 containers deep; the bounds
-# leave wide margins and keep a hostile file's cost to about a second and a few hundred megabytes.
+# Work and shape bounds for one file, the tensor storages nested in it included. A 256x256 snapshot (G, D, G_ema
+# at NVlabs' paper256 size, 282 MiB) written by save_nvlabs_pickle takes about 55,000 opcodes, copies 1.0x its
+# size and nests about 20 containers deep; the bounds leave wide margins and keep a hostile file's cost to a
+# few seconds and a few hundred megabytes.
 MAX_OPCODES = 1_000_000
 MAX_DEPTH = 100
 MAX_TENSOR_DIMS = 16
