@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class SpherePluginsError(Exception):
@@ -95,3 +96,43 @@ class CorruptWeightsError(SpherePluginsError, ValueError):
 class TrainingDivergedError(SpherePluginsError, RuntimeError):
     """Raised when a training run's loss or weights stop being finite; the message names the step. Nothing after
     the last good checkpoint is written."""
+
+
+class NonFiniteWeightsError(SpherePluginsError, ValueError):
+    """Raised when weights read from a file hold NaN or Inf (or overflow the dtype they load into) and the caller
+    did not pass allow_nonfinite=True; see sphere_plugins.weights.check_finite."""
+
+
+_SHOWN_ITEMS = 8
+
+
+def _atom(value: Any, limit: int) -> str | None:
+    kind = type(value)
+    if value is None or kind is bool or kind is float:
+        return repr(value)
+    if kind is int:
+        return repr(value) if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if kind is str or kind is bytes:
+        shown = repr(value[:limit])
+        unit = "characters" if kind is str else "bytes"
+        return shown if len(value) <= limit else f"{shown}... ({len(value)} {unit})"
+    return None
+
+
+def describe(value: Any, limit: int = 40) -> str:
+    """`value` for an error message about untrusted input, in bounded time and length: None, bools, floats, ints
+    up to 64 bits and the first `limit` characters of strings and bytes as themselves, a list or tuple of up to 8
+    such atoms item by item, anything else as its type and size. Containers are never walked, so shared nesting
+    in a file (t = (t, t), 30 deep) cannot make a message exponentially long."""
+    atom = _atom(value, limit)
+    if atom is not None:
+        return atom
+    kind = type(value)
+    if (kind is list or kind is tuple) and len(value) <= _SHOWN_ITEMS:
+        items = [_atom(item, limit) for item in value]
+        if all(item is not None for item in items):
+            inner = ", ".join(items) + ("," if kind is tuple and len(items) == 1 else "")
+            return f"[{inner}]" if kind is list else f"({inner})"
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return f"<{kind.__name__} of {len(value)} item{'' if len(value) == 1 else 's'}>"
+    return f"<{kind.__name__}>"

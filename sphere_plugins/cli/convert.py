@@ -21,6 +21,9 @@ def add_parser(commands) -> None:
     parser.add_argument("source", metavar="NVIDIA.pkl", help="the network pickle (or any spec/path)")
     parser.add_argument("out", metavar="OUT", help="folder to write")
     parser.add_argument("--option", action="append", metavar="K=V", help="a load option, e.g. network=G")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="convert weights holding NaN or Inf (refused by default; the folder then loads only "
+                             "with allow_nonfinite=True)")
     common.add_common(parser)
     parser.set_defaults(check=check, run=run)
 
@@ -34,9 +37,16 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torch import nn
+
     from sphere_plugins import load_model
     from sphere_plugins.schemes import save_model
+    from sphere_plugins.weights import check_finite
 
-    scheme = save_model(load_model(args.source, **args.options), args.out_dir)
+    options = dict(args.options, allow_nonfinite=True) if args.allow_nonfinite else args.options
+    model = load_model(args.source, **options)
+    if isinstance(model, nn.Module):  # one rule for every plugin's weights, whether or not its loader checks
+        check_finite(model.state_dict(), args.source, args.allow_nonfinite)
+    scheme = save_model(model, args.out_dir)
     print(f"wrote {args.out_dir} (load with load_model({str(args.out_dir)!r}) or '{scheme}:{args.out_dir}')")
     return 0

@@ -15,6 +15,7 @@ from PIL import Image
 from sphere_plugins import load_model, wrap_autoencoder
 from sphere_plugins.cli import main
 from sphere_plugins.cli.common import UsageError, seeds, write_record
+from sphere_plugins.errors import NonFiniteWeightsError
 from sphere_plugins.nets import ConvAutoencoder
 
 
@@ -188,6 +189,24 @@ def test_convert_writes_a_folder_that_loads_to_the_same_network(tmp_path):
     z = torch.randn(2, G.z_dim)
     assert torch.equal(load_model(tmp_path / "out")(z, None), G(z, None))
     assert not list((tmp_path / "out").glob("*.pkl"))
+
+
+def test_convert_refuses_nan_weights_unless_allowed_and_the_folder_keeps_the_rule(tmp_path):
+    from sphere_stylegan2.loader import save_nvlabs_pickle
+
+    G = load_model("stylegan2:tiny", seed=0)
+    with torch.no_grad():
+        G.mapping.w_avg[0] = float("nan")
+    save_nvlabs_pickle(tmp_path / "g.pkl", G_ema=G)
+    refused = cli("convert", tmp_path / "g.pkl", tmp_path / "out")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "mapping.w_avg holds NaN or Inf" in refused.stderr and "--allow-nonfinite" in refused.stderr
+    assert not (tmp_path / "out").exists()
+    allowed = cli("convert", tmp_path / "g.pkl", tmp_path / "out", "--allow-nonfinite")
+    assert allowed.returncode == 0, allowed.stderr
+    with pytest.raises(NonFiniteWeightsError, match="mapping.w_avg"):
+        load_model(tmp_path / "out")
+    assert torch.isnan(load_model(tmp_path / "out", allow_nonfinite=True).mapping.w_avg[0])
 
 
 def test_every_subcommand_help_has_examples():

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sphere_plugins.errors import describe
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.layers import ACTIVATIONS
 from sphere_stylegan2.synthesis import ARCHITECTURES
@@ -81,15 +82,19 @@ RULES: dict[str, Callable[[Any], str | None]] = {
 }
 
 
-def _check_kwargs(kwargs: Mapping[str, Any], where: str, path: str = "") -> None:
+def _check_kwargs(kwargs: Mapping[str, Any], where: str, path: str = "", seen: set[int] | None = None) -> None:
+    """Check every argument against RULES; a nested dict shared by several entries is checked once, so a file's
+    shared nesting cannot make the walk exponential."""
+    seen = set() if seen is None else seen
+    seen.add(id(kwargs))
     for name, value in kwargs.items():
         if name in _NESTED:
-            if value is None:
+            if value is None or id(value) in seen:
                 continue
             if not isinstance(value, Mapping):
                 raise NetworkFormatError(f"{where}: argument {path + name!r} must be a dict, got "
                                          f"{type(value).__name__}")
-            _check_kwargs(value, where, f"{path}{name}.")
+            _check_kwargs(value, where, f"{path}{name}.", seen)
             continue
         rule = RULES.get(name) if isinstance(name, str) else None
         if rule is None:
@@ -98,7 +103,7 @@ def _check_kwargs(kwargs: Mapping[str, Any], where: str, path: str = "") -> None
         expected = rule(value)
         if expected is not None:
             raise NetworkFormatError(f"{where}: architecture argument {path + name!r} must be {expected}, got "
-                                     f"{str(value)[:60]!r} ({type(value).__name__})")
+                                     f"{describe(value)} ({type(value).__name__})")
 
 
 def checked_arguments(cls: type[nn.Module], args: Any, kwargs: Any, where: str) -> dict[str, Any]:
@@ -110,7 +115,8 @@ def checked_arguments(cls: type[nn.Module], args: Any, kwargs: Any, where: str) 
         bound = inspect.signature(cls).bind(*args, **kwargs)
     except TypeError as error:
         raise NetworkFormatError(
-            f"{where}: cannot build {cls.__name__} from its recorded arguments {sorted(kwargs)}: {error}. "
+            f"{where}: cannot build {cls.__name__} from its recorded arguments "
+            f"{[name[:40] for name in sorted(kwargs)[:20]]}: {str(error)[:200]}. "
             "Is it a StyleGAN2-ADA network (not StyleGAN3 or a modified fork)?") from None
     named = {}
     for name, value in bound.arguments.items():

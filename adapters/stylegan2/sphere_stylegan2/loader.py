@@ -13,7 +13,9 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from sphere_plugins.adapter import MissingWeightsError, UnsafePickleError
+from sphere_plugins.errors import SpherePluginsError, describe
 from sphere_plugins.files import atomic_write
+from sphere_plugins.weights import allow_flag, check_finite
 from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (
     Discriminator,
@@ -42,7 +44,7 @@ CONFIG_NAME = "config.json"
 def _network_class(class_name: Any, where: str) -> type[nn.Module]:
     cls = NETWORK_CLASSES.get(class_name) if isinstance(class_name, str) else None
     if cls is None:
-        raise NetworkFormatError(f"{where}: unknown network class {str(class_name)[:60]!r}; this loader builds "
+        raise NetworkFormatError(f"{where}: unknown network class {describe(class_name)}; this loader builds "
                                  f"{', '.join(sorted(NETWORK_CLASSES))}")
     return cls
 
@@ -64,6 +66,9 @@ def _collect_state(record: PersistentRecord, module: nn.Module, prefix: str, out
                                  f"where our network has a {type(module).__name__}")
     module.train(bool(record.state.get("training", False)))
     non_persistent = record.state.get("_non_persistent_buffers_set") or set()
+    if not isinstance(non_persistent, (set, frozenset)):
+        raise NetworkFormatError(f"{where}: _non_persistent_buffers_set of {prefix.rstrip('.') or 'top'} is "
+                                 f"{describe(non_persistent)}, not a set")
     for kind in ("_parameters", "_buffers"):
         entries = record.state.get(kind) or {}
         if not isinstance(entries, Mapping):
@@ -117,13 +122,15 @@ def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], where: str
 
 
 def _checked_network(class_name: Any, init_args: Any, init_kwargs: Any, where: str,
-                     state_of: Any) -> nn.Module:
-    """Check the arguments, lay the network out on the meta device, fit the file's tensors, then build it."""
+                     state_of: Any, allow_nonfinite: bool) -> nn.Module:
+    """Check the arguments, lay the network out on the meta device, fit the file's tensors (finite unless
+    allow_nonfinite, also once narrowed to the network's dtypes), then build it."""
     cls = _network_class(class_name, where)
     kwargs = checked_arguments(cls, plain(init_args), plain(init_kwargs), where)
     layout = meta_layout(cls, kwargs, where)
     state, grads = state_of(layout)
     _check_fits(layout, state, where)
+    check_finite(state, where, allow_nonfinite, {name: t.dtype for name, t in layout.state_dict().items()})
     module = layout.to_empty(device="cpu")  # every parameter and buffer is in the state dict, loaded next
     _load_state(module, state, where)
     for name, parameter in module.named_parameters():
@@ -131,7 +138,7 @@ def _checked_network(class_name: Any, init_args: Any, init_kwargs: Any, where: s
     return module
 
 
-def network_from_record(record: PersistentRecord, where: str) -> nn.Module:
+def network_from_record(record: PersistentRecord, where: str, allow_nonfinite: bool = False) -> nn.Module:
     """Our module for one top-level persistent record: built from its init arguments, then its tensors."""
     def state_of(layout: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, bool]]:
         state: dict[str, torch.Tensor] = {}
@@ -141,24 +148,47 @@ def network_from_record(record: PersistentRecord, where: str) -> nn.Module:
 
     init_kwargs = record.state.get("_init_kwargs", {})
     return _checked_network(record.class_name, record.state.get("_init_args", ()),
-                            {} if init_kwargs is None else init_kwargs, where, state_of)
+                            {} if init_kwargs is None else init_kwargs, where, state_of, allow_nonfinite)
 
 
 def _missing(path: Path) -> MissingWeightsError:
     return MissingWeightsError(path.name, str(path.parent.resolve()), "Loading a StyleGAN2-ADA network")
 
 
-def load_pickle(path: str | Path) -> dict[str, Any]:
+_TORCH_SAVE_ADVICE = ("load it with torch.load(path, weights_only=True) and copy the state dict into a network built "
+                      "with sphere_stylegan2 (load_state_dict), or convert the original NVIDIA .pkl")
+_LEGACY_TORCH_SAVE = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # its first pickle: torch's magic number
+
+
+def _foreign_format(head: bytes) -> str | None:
+    """What a file named like a pickle is instead, from its first 16 bytes, and what to do with it."""
+    if head.startswith(b"PK\x03\x04"):
+        return f"a zip archive (torch.save's format), not an NVIDIA network pickle; {_TORCH_SAVE_ADVICE}"
+    if head.startswith(_LEGACY_TORCH_SAVE):
+        return f"a legacy torch.save file, not an NVIDIA network pickle; {_TORCH_SAVE_ADVICE}"
+    if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
+        return ("a safetensors file, not an NVIDIA network pickle; a safetensors file records no architecture: "
+                "load the folder save_network wrote (config.json beside the weights) with load_network(folder)")
+    return None
+
+
+def load_pickle(path: str | Path, allow_nonfinite: bool = False) -> dict[str, Any]:
     """Read an NVlabs network pickle safely: {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}.
 
-    Anything malformed or hostile raises UnsafePickleError or NetworkFormatError naming the file; the
-    process is left as it was (the reader creates every object it changes).
+    Anything malformed or hostile raises UnsafePickleError or NetworkFormatError naming the file (NaN/Inf
+    weights NonFiniteWeightsError, unless allow_nonfinite); the process is left as it was (the reader
+    creates every object it changes).
     """
+    allow_flag(allow_nonfinite)
     path = Path(path)
     if not path.is_file():
         raise _missing(path)
     try:
         with path.open("rb") as stream:
+            foreign = _foreign_format(stream.read(16))
+            if foreign is not None:
+                raise NetworkFormatError(f"{path} is {foreign}")
+            stream.seek(0)
             data = read_records(stream)
         if isinstance(data, PersistentRecord):
             data = {"G_ema" if data.class_name == "Generator" else data.class_name: data}
@@ -169,12 +199,12 @@ def load_pickle(path: str | Path) -> dict[str, Any]:
         for key, value in data.items():
             if isinstance(value, PersistentRecord):
                 value = (None if value.class_name in SKIPPED_CLASSES
-                         else network_from_record(value, f"{path} [{key}]"))
+                         else network_from_record(value, f"{path} [{key}]", allow_nonfinite))
             result[key] = value
         return result
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{path}: {error}") from None
-    except NetworkFormatError:
+    except SpherePluginsError:
         raise
     except Exception as error:
         raise NetworkFormatError(f"{path} is not a readable network pickle (truncated or not a pickle?): "
@@ -199,7 +229,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise NetworkFormatError(f"{config_path} is not a {FORMAT} config (expected 'format': '{FORMAT}')")
     version = config.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise NetworkFormatError(f"{config_path} has format_version {version!r:.40}; this version of "
+        raise NetworkFormatError(f"{config_path} has format_version {describe(version)}; this version of "
                                  f"sphere-stylegan2 reads format_version {FORMAT_VERSION} (upgrade to read newer)")
     networks = config.get("networks")
     if not isinstance(networks, dict) or not networks:
@@ -220,8 +250,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def load_folder(folder: str | Path, allow_nonfinite: bool = False) -> dict[str, nn.Module]:
     """Read networks saved by save_network: {role: module}. NaN/Inf weights are refused unless allow_nonfinite."""
-    if not isinstance(allow_nonfinite, bool):
-        raise ValueError(f"allow_nonfinite must be True or False, got {allow_nonfinite!r}")
+    allow_flag(allow_nonfinite)
     folder = Path(folder)
     networks = {}
     for role, entry in _read_config(folder)["networks"].items():
@@ -237,17 +266,12 @@ def load_folder(folder: str | Path, allow_nonfinite: bool = False) -> dict[str, 
                 state = load_file(str(weights))
             except Exception as error:
                 raise NetworkFormatError(f"{weights} is not a readable safetensors file: {error}") from None
-            if not allow_nonfinite:
-                for name, tensor in state.items():
-                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                        raise NetworkFormatError(f"{weights}: tensor {name} holds NaN or Inf values; pass "
-                                                 "allow_nonfinite=True to load it anyway")
             return state, {}
 
         try:
             module = _checked_network(entry["class_name"], entry.get("init_args", []),
-                                      entry.get("init_kwargs", {}), where, state_of)
-        except NetworkFormatError:
+                                      entry.get("init_kwargs", {}), where, state_of, allow_nonfinite)
+        except SpherePluginsError:
             raise
         except Exception as error:
             raise NetworkFormatError(f"{where}: cannot be loaded: {type(error).__name__}: {str(error)[:200]}") from None
@@ -258,13 +282,13 @@ def load_folder(folder: str | Path, allow_nonfinite: bool = False) -> dict[str, 
 def load_network(path: str | Path, allow_nonfinite: bool = False) -> dict[str, Any]:
     """Networks from an NVlabs pickle file or a folder written by save_network, keyed by role (G_ema, ...).
 
-    allow_nonfinite: accept NaN/Inf weights in a saved folder (refused by default, since they only
-    produce NaN images).
+    allow_nonfinite: accept NaN/Inf weights, and float64 values that overflow float32 (refused by default,
+    since they only produce NaN images).
     """
     path = Path(path)
     if path.is_dir():
         return load_folder(path, allow_nonfinite=allow_nonfinite)
-    return load_pickle(path)
+    return load_pickle(path, allow_nonfinite=allow_nonfinite)
 
 
 def _roles(networks: nn.Module | Mapping[str, nn.Module]) -> dict[str, nn.Module]:

@@ -111,7 +111,7 @@ def sphere_load_model(spec: str, options: dict[str, Any]) -> nn.Module | None:
     if options:
         raise ValueError(f"unknown options {sorted(options)} for {spec!r}; expected only 'network' "
                          "(which network of the file: 'G_ema' by default, 'G' or 'D') and 'allow_nonfinite' "
-                         "(load a saved folder's NaN/Inf weights)")
+                         "(accept NaN/Inf weights)")
     if not rest:
         raise ValueError(f"spec {spec!r} names no model; expected 'stylegan2:tiny', 'stylegan2:PATH.pkl' "
                          "or 'stylegan2:FOLDER' (written by save_network)")

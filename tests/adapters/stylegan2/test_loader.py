@@ -199,6 +199,32 @@ def test_text_file_gives_an_error_naming_the_file(tmp_path):
         load_network(path)
 
 
+def _torch_zip(path):
+    torch.save({"weight": torch.ones(2)}, path)
+
+
+def _torch_legacy(path):
+    torch.save({"weight": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+
+
+def _safetensors(path):
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.ones(2)}, str(path))
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (_torch_zip, r"is a zip archive \(torch.save's format\), not an NVIDIA network pickle; load it with torch.load"),
+    (_torch_legacy, r"is a legacy torch.save file, not an NVIDIA network pickle; load it with torch.load"),
+    (_safetensors, r"is a safetensors file, not an NVIDIA network pickle;.*load_network\(folder\)"),
+])
+def test_a_file_of_another_format_named_pkl_is_named_with_what_to_do(tmp_path, write, message):
+    path = tmp_path / "network.pkl"
+    write(path)
+    with pytest.raises(NetworkFormatError, match=rf"network\.pkl {message}"):
+        load_network(path)
+
+
 def test_missing_file_names_the_file_and_where_to_put_it(tmp_path):
     with pytest.raises(MissingWeightsError, match=r"'ffhq\.pkl'.*" + str(tmp_path)):
         load_network(tmp_path / "ffhq.pkl")

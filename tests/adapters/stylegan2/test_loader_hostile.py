@@ -18,14 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import sphere_plugins
-from sphere_plugins.errors import UnsafePickleError
+from sphere_plugins.errors import NonFiniteWeightsError, UnsafePickleError
 from sphere_stylegan2 import nvpickle
 from sphere_stylegan2.configs import tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.loader import load_network, save_network, save_nvlabs_pickle
 
 TINY = dict(resolution=8, channels=1, z_dim=4, w_dim=4, channel_max=4, mapping_layers=1)
-LOADER_ERRORS = (UnsafePickleError, NetworkFormatError)
+LOADER_ERRORS = (UnsafePickleError, NetworkFormatError, NonFiniteWeightsError)
 
 
 def _generator(seed=0):
@@ -166,10 +166,10 @@ def _fc_pickle(tmp_path, weight, bias=None, in_features=2, out_features=2):
     return path
 
 
-def _storage(n, fill=1.0):
+def _storage(n, fill=1.0, dtype=torch.float32):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage is deprecated, but it is what old pickles hold
-        return torch.full((n,), fill).storage()
+        return torch.full((n,), fill, dtype=dtype).storage()
 
 
 def test_a_well_formed_hand_written_tensor_loads_exactly(tmp_path):
@@ -304,11 +304,33 @@ def test_nan_weights_are_refused_unless_allowed(tmp_path):
     state = load_file(folder / "G_ema.safetensors")
     state["mapping.w_avg"][0] = float("nan")
     save_file(state, folder / "G_ema.safetensors")
-    with pytest.raises(NetworkFormatError, match="mapping.w_avg holds NaN or Inf.*allow_nonfinite=True"):
+    with pytest.raises(NonFiniteWeightsError, match="mapping.w_avg holds NaN or Inf.*allow_nonfinite=True"):
         load_network(folder)
     loaded = load_network(folder, allow_nonfinite=True)["G_ema"]
     assert torch.isnan(loaded.mapping.w_avg[0])
     assert torch.isnan(sphere_plugins.load_model(f"stylegan2:{folder}", allow_nonfinite=True).mapping.w_avg[0])
+
+
+@pytest.mark.parametrize(("fill", "dtype", "message"), [
+    (float("nan"), torch.float32, "tensor weight holds NaN or Inf values"),
+    (float("-inf"), torch.float32, "tensor weight holds NaN or Inf values"),
+    (1e300, torch.float64, "tensor weight holds values up to 1e\\+300, which overflow to Inf when narrowed from "
+                           "torch.float64 to torch.float32"),
+])
+def test_nonfinite_pickle_weights_are_refused_unless_allowed(tmp_path, fill, dtype, message):
+    path = _fc_pickle(tmp_path, _Tensor(_storage(4, fill, dtype), 0, (2, 2), (2, 1)))
+    with pytest.raises(NonFiniteWeightsError, match=message + ".*allow_nonfinite=True"):
+        load_network(path)
+    with pytest.raises(NonFiniteWeightsError, match=message):
+        sphere_plugins.load_model(f"stylegan2:{path}", network="G_ema")
+    loaded = load_network(path, allow_nonfinite=True)["G_ema"]
+    assert not torch.isfinite(loaded.weight).any() and torch.equal(loaded.bias, torch.ones(2))
+
+
+def test_allow_nonfinite_must_be_a_bool(tmp_path):
+    path = _fc_pickle(tmp_path, _Tensor(_storage(4), 0, (2, 2), (2, 1)))
+    with pytest.raises(ValueError, match="allow_nonfinite must be True or False, got 'no'"):
+        load_network(path, allow_nonfinite="no")
 
 
 # --- the fuzz test ---------------------------------------------------------------------------------
@@ -319,7 +341,7 @@ FUZZ = textwrap.dedent('''
     from pathlib import Path
     import torch
     torch.set_num_threads(1)
-    from sphere_plugins.errors import UnsafePickleError
+    from sphere_plugins.errors import NonFiniteWeightsError, UnsafePickleError
     from sphere_stylegan2.configs import tiny_discriminator, tiny_generator
     from sphere_stylegan2.errors import NetworkFormatError
     from sphere_stylegan2.loader import load_network, save_nvlabs_pickle
@@ -389,7 +411,7 @@ FUZZ = textwrap.dedent('''
         start = time.perf_counter()
         try:
             result = load_network(path)
-        except (UnsafePickleError, NetworkFormatError):
+        except (UnsafePickleError, NetworkFormatError, NonFiniteWeightsError):
             counts["refused"] += 1
         except BaseException as error:
             raw.append(f"{index}: {type(error).__name__}: {str(error)[:120]}")
@@ -456,3 +478,50 @@ def test_a_protocol_3_snapshot_loads_exactly(tmp_path):
     data = load_network(path)
     z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(2))
     assert torch.equal(data["G_ema"](z), G(z)) and data["training_set_kwargs"] == {"xflip": True}
+
+
+class _Protocol0Pickler(_Protocol3Pickler):
+    """The NVlabs structure as Python writes it at pickle protocols 0 and 1: text or binary opcodes without
+    NEWOBJ, so an EasyDict is rebuilt by copy_reg._reconstructor(EasyDict, dict, items), and bytes are latin-1
+    text passed to _codecs.encode."""
+
+    dispatch = _Protocol3Pickler.dispatch.copy()
+
+    def __init__(self, file, persistent_types, protocol):
+        pickle._Pickler.__init__(self, file, protocol=protocol)
+        self.persistent_types = persistent_types
+
+    def _save_easydict(self, obj):
+        self.save_reduce(nvpickle._ForeignGlobal("copy_reg", "_reconstructor"),
+                         (nvpickle._EASYDICT, nvpickle._ForeignGlobal("__builtin__", "dict"), dict(obj)), obj=obj)
+
+    dispatch[nvpickle._EasyDictOut] = _save_easydict
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_protocol_0_or_1_snapshot_loads_exactly(tmp_path, protocol):
+    from sphere_stylegan2.loader import NETWORK_CLASSES
+
+    G = tiny_generator(resolution=8, channels=1, z_dim=32, w_dim=32, channel_max=64, seed=5).eval()
+    path = tmp_path / f"p{protocol}.pkl"
+    with path.open("wb") as handle:
+        _Protocol0Pickler(handle, tuple(NETWORK_CLASSES.values()), protocol).dump(
+            {"G": G, "D": None, "G_ema": G, "augment_pipe": None, "training_set_kwargs": {"xflip": True}})
+    payload = path.read_bytes()
+    assert b"copy_reg\n_reconstructor" in payload
+    if protocol == 0:
+        assert max(map(len, payload.split(b"\n"))) > 1 << 16  # a storage's latin-1 text on one line
+    data = load_network(path)
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(data["G_ema"](z), G(z)) and data["training_set_kwargs"] == {"xflip": True}
+
+
+def test_copy_reg_reconstructor_builds_only_an_easydict_from_a_dict(tmp_path):
+    payload = b"ccopy_reg\n_reconstructor\n(ccollections\nOrderedDict\nc__builtin__\ndict\n(dtR."
+    with pytest.raises(UnsafePickleError, match="only to rebuild an EasyDict"):
+        load_network(_write(tmp_path, payload))
+
+
+def test_a_byte_that_is_no_opcode_is_named(tmp_path):
+    with pytest.raises(NetworkFormatError, match="byte 0x3f is not a pickle opcode"):
+        load_network(_write(tmp_path, b"\x80\x04N?."))
