@@ -20,8 +20,9 @@ from torch import Tensor
 from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.latent import slerp
 
-# (label, mixture kind, covariance) of the fitted priors every model gets; "vmf" only for codes on a sphere.
-FITTED = (("gmm-full", "gmm", "full"), ("gmm-diag", "gmm", "diag"), ("vmf", "vmf", None))
+# (label, mixture kind, covariance) of the fitted priors every model gets, the cheapest to fit first; "vmf" only
+# for codes on a sphere.
+FITTED = (("gmm-diag", "gmm", "diag"), ("gmm-full", "gmm", "full"), ("vmf", "vmf", None))
 SPHERICAL = ("sae", "svae")  # the kinds whose codes lie on a sphere
 
 

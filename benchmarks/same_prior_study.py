@@ -74,7 +74,7 @@ def draw_images(sample: Callable[[int], torch.Tensor], n: int, batch: int = 250)
 def fitted_priors(kind: str, d: int, components: int, equal_params_from: int) -> list[tuple]:
     """(label, mixture, covariance, components) of the priors fitted to a `kind` model's d-dimensional codes."""
     out = [(label, mixture, covariance, components) for label, mixture, covariance in FITTED
-           if mixture != "vmf" or kind in SPHERICAL]
+           if mixture != "vmf" or kind in SPHERICAL]  # in FITTED's order: the diagonal mixture, the cheapest, first
     if kind in SPHERICAL and d >= equal_params_from:
         free = d - 1 if kind == "sae" else d  # the spherical autoencoder's codes are fitted in their zero-mean subspace
         out.append((EQUAL, "vmf", None, equal_parameter_components(components, free)))
@@ -82,15 +82,19 @@ def fitted_priors(kind: str, d: int, components: int, equal_params_from: int) ->
 
 
 def evaluate(ctx: Any, s: Any, name: str, d: int, model: Any, train_images: torch.Tensor, test: Any,
-             real: np.ndarray, extractor: Any, n: int, ref: Reference) -> dict:
-    """Model `name` at d_z `d` sampled from each fitted prior (quality and memorization) and its test codes'
-    midpoints decoded."""
+             real: np.ndarray, extractor: Any, n: int, reference: Callable[[], Reference],
+             part: Callable[[str, Callable[[], dict]], dict | None]) -> dict:
+    """Model `name` at d_z `d`: its test codes' midpoints decoded, then samples from each fitted prior (quality and
+    memorization), cheapest first. Each is one part: part(label, compute) returns its cached or computed value,
+    or None when the time budget left it out."""
     kind = MODELS[name][0]
     decode = decoder_of(kind, model)
-    codes = in_batches(model.codes, train_images[: s.fit_codes], ctx.device)
-    out: dict[str, Any] = {"fitted": {}}
-    for label, mixture, covariance, components in fitted_priors(kind, d, s.components, s.equal_params_from):
-        sampler = fit_codes(kind, model, codes, mixture, components, covariance, ctx.options.seed, s.fit_iter)
+    codes: list[torch.Tensor] = []
+
+    def fitted(mixture: str, covariance: str | None, components: int, label: str) -> dict:
+        if not codes:
+            codes.append(in_batches(model.codes, train_images[: s.fit_codes], ctx.device))
+        sampler = fit_codes(kind, model, codes[0], mixture, components, covariance, ctx.options.seed, s.fit_iter)
         try:
             draws = generator_seed(ctx, "dimension-study", name, label)
             images = draw_images(lambda b: decode(sampler.draw(b, draws)), n)
@@ -98,15 +102,27 @@ def evaluate(ctx: Any, s: Any, name: str, d: int, model: Any, train_images: torc
             if kind == "sae":
                 model.wrapper.fitted_prior = None
         fake = features_of(images, extractor)
-        out["fitted"][label] = {**quality(real, fake), "components": components, "parameters": sampler.parameters,
-                                "memorization": memorization(fake, ref.train, ref.test_nn_median, ctx.device)}
-    test_codes = in_batches(model.codes, test.images, ctx.device)
-    order = torch.randperm(len(test_codes), generator=torch.Generator().manual_seed(ctx.options.seed))
-    m = min(n, len(order) // 2)
-    mid = midpoints(test_codes[order[:m]], test_codes[order[m:2 * m]], spherical=kind in SPHERICAL)
-    images = in_batches(decode, mid, ctx.device).clamp(-1, 1)
-    out["midpoints"] = {**quality(real, features_of(images, extractor)),
-                        "path": "great circle" if kind in SPHERICAL else "straight line"}
+        ref = reference()
+        return {**quality(real, fake), "components": components, "parameters": sampler.parameters,
+                "memorization": memorization(fake, ref.train, ref.test_nn_median, ctx.device)}
+
+    def between() -> dict:
+        test_codes = in_batches(model.codes, test.images, ctx.device)
+        order = torch.randperm(len(test_codes), generator=torch.Generator().manual_seed(ctx.options.seed))
+        m = min(n, len(order) // 2)
+        mid = midpoints(test_codes[order[:m]], test_codes[order[m:2 * m]], spherical=kind in SPHERICAL)
+        images = in_batches(decode, mid, ctx.device).clamp(-1, 1)
+        return {**quality(real, features_of(images, extractor)),
+                "path": "great circle" if kind in SPHERICAL else "straight line"}
+
+    out: dict[str, Any] = {"fitted": {}}
+    value = part("midpoints", between)
+    if value is not None:
+        out["midpoints"] = value
+    for label, mixture, covariance, components in fitted_priors(kind, d, s.components, s.equal_params_from):
+        value = part(label, lambda: fitted(mixture, covariance, components, label))
+        if value is not None:
+            out["fitted"][label] = value
     return out
 
 
@@ -135,14 +151,17 @@ def report(ctx: Any, s: Any, plain: dict[tuple[str, int], dict], found: dict[tup
                            sample_nn_median=m["memorization"]["sample_nn_median"],
                            test_nn_median=m["memorization"]["test_nn_median"], data=common["data"],
                            feature_network=common["feature_network"])
-        _record(ctx, fd, res["midpoints"], label, name, d, "midpoints", common, path=res["midpoints"]["path"])
+        if "midpoints" in res:
+            _record(ctx, fd, res["midpoints"], label, name, d, "midpoints", common, path=res["midpoints"]["path"])
         rows.append([d, MODELS[name][2], base["recon"]["MSE"],
                      *[_cell(cells[p]) if p in cells else "-" for p in ("plain", "gmm-full", "gmm-diag", "vmf")]])
-        memo_rows.append([d, MODELS[name][2], res["fitted"]["gmm-full"]["memorization"]["test_nn_median"],
-                          *[f"{res['fitted'][p]['memorization']['sample_nn_median']:.3g} "
-                            f"({res['fitted'][p]['memorization']['ratio']:.2f})" if p in res["fitted"] else "-"
-                            for p in ("gmm-full", "gmm-diag", "vmf", EQUAL)]])
-        mid_rows.append([d, MODELS[name][2], res["midpoints"]["path"], _cell(res["midpoints"])])
+        if res["fitted"]:
+            memo = {p: m["memorization"] for p, m in res["fitted"].items()}
+            memo_rows.append([d, MODELS[name][2], next(iter(memo.values()))["test_nn_median"],
+                              *[f"{memo[p]['sample_nn_median']:.3g} ({memo[p]['ratio']:.2f})" if p in memo else "-"
+                                for p in ("gmm-full", "gmm-diag", "vmf", EQUAL)]])
+        if "midpoints" in res:
+            mid_rows.append([d, MODELS[name][2], res["midpoints"]["path"], _cell(res["midpoints"])])
         if d >= s.equal_params_from:
             for prior in ("gmm-diag", EQUAL):
                 if prior in res["fitted"]:

@@ -49,9 +49,9 @@ class Preset:
     """One scale of the suite: image side and width of the conv autoencoders, their training budget, the
     code sizes `dims` (the S-VAE up to `svae_max_dim`), the options measured at `option_dims` (None: all of
     OPTIONS), the fitted mixture's components, codes and iterations, and the sample, test and geometry sizes.
-    The same-prior study trains study.MODELS' `study_models` too and fits every model at `study_dims` (None: all
-    dims), with equal-parameter mixtures from `equal_params_from` on and `memo_train` training images (None:
-    all) as the memorization check's reference."""
+    The same-prior study fits mixtures to the codes of `study_models` (names of study.MODELS; those the suite
+    does not train anyway are trained for it) at `study_dims` (None: all dims), with equal-parameter mixtures
+    from `equal_params_from` on and `memo_train` training images (None: all) as the memorization reference."""
 
     resolution: int
     width: int
@@ -81,12 +81,12 @@ PRESETS = {
                     options=["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], components=10,
                     fit_codes=2000, fit_iter=30,
                     n_samples=500, n_test=1000, n_geometry=500, limit=None,
-                    study_models=("ae",), study_dims=[8, 512], memo_train=10000),
+                    study_models=("sae", "ae"), study_dims=[8, 512], memo_train=10000),
     "standard": Preset(resolution=16, width=32, steps=1000, batch=64, lr=1e-3,
                        dims=[8, 16, 32, 64, 128, 256, 512], svae_max_dim=512, option_dims=[8, 512],
                        options=list(OPTIONS), components=10, fit_codes=5000, fit_iter=100,
                        n_samples=2000, n_test=5000, n_geometry=2000, limit=None,
-                       study_models=study.EXTRA_MODELS, study_dims=None, memo_train=None),
+                       study_models=tuple(study.MODELS), study_dims=None, memo_train=None),
 }
 
 
@@ -129,6 +129,10 @@ def run(ctx: Context) -> None:
     n = min(s.n_samples, len(test))
     if not set(s.option_dims) <= set(s.dims) or not set(_study_dims(s)) <= set(s.dims):
         raise ValueError(f"option_dims {s.option_dims} and study_dims {s.study_dims} must be among dims {s.dims}")
+    if any(fitted for _, fitted in _options(s).values()) and (
+            "sae" not in s.study_models or not set(s.option_dims) <= set(_study_dims(s))):
+        raise ValueError(f"the fitted options come from the same-prior study: study_models {s.study_models} must "
+                         f"hold 'sae' and study_dims {s.study_dims} the option_dims {s.option_dims}")
     features = getattr(extractor, "fingerprint", extractor.name)
     models: dict[tuple[str, int, str], torch.nn.Module] = {}
     results: dict[tuple[str, int, str], dict] = {}
@@ -156,21 +160,25 @@ def run(ctx: Context) -> None:
             left_out.append(f"{what}: metrics")
             continue
         results[(kind, d, tag)] = part
-        if name is None or d not in _study_dims(s):
+        if name not in s.study_models or d not in _study_dims(s):
             continue
 
-        def measure() -> dict:
+        def memo_reference() -> study.Reference:
             if not reference:
                 reference.append(study.reference(_features(ctx, memo_images, extractor), real, ctx.device))
-            return study.evaluate(ctx, s, name, d, model, train_set.images, test, real, extractor, n, reference[0])
+            return reference[0]
 
         study_key = {**key, "components": s.components, "fit_codes": s.fit_codes, "fit_iter": s.fit_iter,
                      "equal_params_from": s.equal_params_from, "memo_train": len(memo_images)}
-        part = within_budget(ctx, f"study-{kind}-{d}-{tag}", study_key, measure)
-        if part is None:
-            left_out.append(f"{what}: same-prior study")
-        else:
-            found[(name, d)] = part
+
+        def study_part(label: str, compute: Any, what: str = what, study_key: dict = study_key) -> dict | None:
+            value = within_budget(ctx, f"study-{kind}-{d}-{tag}-{label}", {**study_key, "part": label}, compute)
+            if value is None:
+                left_out.append(f"{what}: {label}")
+            return value
+
+        found[(name, d)] = study.evaluate(ctx, s, name, d, model, train_set.images, test, real, extractor, n,
+                                          memo_reference, study_part)
     if left_out:
         ctx.note(f"--time-budget {ctx.options.time_budget:g} s ran out; left out: {'; '.join(left_out)}")
     if not ctx.is_main:
@@ -181,9 +189,9 @@ def run(ctx: Context) -> None:
         return
     for d in s.option_dims:  # the fitted options are the study's mixtures on the spherical autoencoder's codes
         for label, (_, fitted) in _options(s).items():
-            if fitted is not None and ("sae", d) in found:
-                results[("sae", d, label)] = {"samples": {"fitted": found[("sae", d)]["fitted"][
-                    "gmm-full" if fitted == "gmm" else "vmf"]}}
+            prior = "gmm-full" if fitted == "gmm" else "vmf"
+            if fitted is not None and prior in found.get(("sae", d), {}).get("fitted", {}):
+                results[("sae", d, label)] = {"samples": {"fitted": found[("sae", d)]["fitted"][prior]}}
     report(ctx, s, results, extractor, data_name)
     fd = fd_label(extractor)
     plain = {(study.model_name(k, a), d): results[(k, d, _tag(a))] for k, d, a in plan(s)
@@ -216,21 +224,24 @@ def _study_dims(s: Preset) -> list[int]:
 
 def plan(s: Preset) -> list[tuple[str, int, dict]]:
     """(method, d_z, options) in training order, the most telling first so an interrupted sweep keeps them:
-    the spherical autoencoder, the VAE and the study's other models at the smallest and largest d_z, then at
-    the other d_z, then the S-VAE (up to svae_max_dim), then the trained options."""
+    the spherical autoencoder, the VAE and the plain autoencoder at the smallest and largest d_z, then at the
+    other d_z, then the study's other baselines, the S-VAE (up to svae_max_dim), then the trained options."""
     dims = sorted(s.dims)
     ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
-    unknown = sorted(set(s.study_models) - set(study.EXTRA_MODELS))
+    unknown = sorted(set(s.study_models) - set(study.MODELS))
     if unknown:
-        raise ValueError(f"unknown study_models {unknown}; expected some of {', '.join(study.EXTRA_MODELS)}")
-    extra = [study.MODELS[name][:2] for name in s.study_models]
+        raise ValueError(f"unknown study_models {unknown}; expected some of {', '.join(study.MODELS)}")
+    first = [study.MODELS[name][:2] for name in s.study_models if name == "ae"]
+    later = [study.MODELS[name][:2] for name in s.study_models if name in study.EXTRA_MODELS and name != "ae"]
+    order = ends + [d for d in dims if d not in ends]
 
-    def at(group: list[int]) -> list[tuple[str, int, dict]]:
-        return ([(kind, d, {}) for d in group for kind in ("sae", "vae")]
-                + [(kind, d, args) for d in group if d in _study_dims(s) for kind, args in extra])
+    def at(group: list[int], extra: list[tuple[str, dict]]) -> list[tuple[str, int, dict]]:
+        return [(kind, d, args) for d in group if d in _study_dims(s) for kind, args in extra]
 
-    steps = at(ends) + at([d for d in dims if d not in ends])
-    steps += [("svae", d, {}) for d in dims if d <= s.svae_max_dim]
+    steps = []
+    for group in (ends, [d for d in dims if d not in ends]):
+        steps += [(kind, d, {}) for d in group for kind in ("sae", "vae")] + at(group, first)
+    steps += at(order, later) + [("svae", d, {}) for d in order if d <= s.svae_max_dim]
     return steps + [("sae", d, args) for d in s.option_dims for args, _ in _options(s).values() if args]
 
 

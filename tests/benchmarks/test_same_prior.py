@@ -132,7 +132,7 @@ def test_shard_and_time_budget_options_are_checked():
 
 
 SMALL = {"dims": [4, 8], "svae_max_dim": 4, "option_dims": [4], "options": ["fitted-gmm", "noise-0.1"],
-         "study_dims": [4], "study_models": ("ae",)}
+         "study_dims": [4], "study_models": ("sae", "ae")}
 
 
 def test_shards_then_a_report_run_give_the_numbers_of_one_process(tiny_presets, cheap_features, run_cli, tmp_path,
