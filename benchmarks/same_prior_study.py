@@ -96,7 +96,9 @@ def evaluate(ctx: Any, s: Any, name: str, d: int, model: Any, train_images: torc
             codes.append(in_batches(model.codes, train_images[: s.fit_codes], ctx.device))
         sampler = fit_codes(kind, model, codes[0], mixture, components, covariance, ctx.options.seed, s.fit_iter)
         try:
-            draws = generator_seed(ctx, "dimension-study", name, label)
+            # One stream per prior, shared by every model (common random numbers); the full-covariance Gaussian and
+            # the vMF mixtures keep the labels the spherical autoencoder's fitted options always drew with.
+            draws = generator_seed(ctx, "dimension-fitted", {"gmm-full": "gmm", "vmf": "vmf"}.get(label, label))
             images = draw_images(lambda b: decode(sampler.draw(b, draws)), n)
         finally:
             if kind == "sae":
