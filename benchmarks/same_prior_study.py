@@ -33,6 +33,7 @@ EXTRA_MODELS = ("ae", "vae-beta0.1", "rae")
 EQUAL = "vmf-equal-params"  # the vMF mixture with as many parameters as the diagonal Gaussian mixture
 PRIOR_NAMES = {"plain": "plain prior", "gmm-full": "full-covariance Gaussian mixture",
                "gmm-diag": "diagonal Gaussian mixture", "vmf": "vMF mixture", EQUAL: "vMF mixture (equal parameters)"}
+ORDER = (*(label for label, _, _ in FITTED), EQUAL)  # the fitted priors in the tables' and records' order
 STUDY = "same-prior study"
 MAJORITY = "at a majority of the d_z (4 of the standard scale's 7), each in every seed"  # the measured_on of every record of the study
 
@@ -86,7 +87,7 @@ def evaluate(ctx: Any, s: Any, name: str, d: int, model: Any, train_images: torc
              part: Callable[[str, Callable[[], dict]], dict | None]) -> dict:
     """Model `name` at d_z `d`: its test codes' midpoints decoded, then samples from each fitted prior (quality and
     memorization), cheapest first. Each is one part: part(label, compute) returns its cached or computed value,
-    or None when the time budget left it out."""
+    or None when the time budget left it out or the caller keeps `compute` to run later."""
     kind = MODELS[name][0]
     decode = decoder_of(kind, model)
     codes: list[torch.Tensor] = []
@@ -122,7 +123,8 @@ def evaluate(ctx: Any, s: Any, name: str, d: int, model: Any, train_images: torc
     if value is not None:
         out["midpoints"] = value
     for label, mixture, covariance, components in fitted_priors(kind, d, s.components, s.equal_params_from):
-        value = part(label, lambda: fitted(mixture, covariance, components, label))
+        value = part(label, lambda mixture=mixture, covariance=covariance, components=components, label=label:
+                     fitted(mixture, covariance, components, label))  # bound now: a part may run later
         if value is not None:
             out["fitted"][label] = value
     return out
@@ -144,7 +146,7 @@ def report(ctx: Any, s: Any, plain: dict[tuple[str, int], dict], found: dict[tup
     for (name, d), res in sorted(found.items(), key=lambda item: (item[0][1], list(MODELS).index(item[0][0]))):
         label = _model_label(name, d, s)
         base = plain[(name, d)]
-        cells = {"plain": base["samples"]["normal"], **res["fitted"]}
+        cells = {"plain": base["samples"]["normal"], **{p: res["fitted"][p] for p in ORDER if p in res["fitted"]}}
         for prior, m in cells.items():
             _record(ctx, fd, m, label, name, d, prior, common)
             if "memorization" in m:
