@@ -40,6 +40,8 @@ class Options:
     scale: str = "quick"
     out: Path = Path("results")
     resolution: int | None = None
+    time_budget: float | None = None
+    shard: tuple[int, int] | None = None
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -54,6 +56,14 @@ class Options:
                 raise BenchmarkError(f"--{name.replace('_', '-')} must be a positive integer{limit}, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise BenchmarkError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float))
+                                                 and 0 <= self.time_budget < math.inf):
+            raise BenchmarkError(f"--time-budget must be a number of seconds >= 0 (0: report only what is cached), "
+                                 f"got {self.time_budget!r}")
+        if self.shard is not None:
+            index, count = self.shard
+            if not (type(index) is int and type(count) is int and 0 <= index < count):
+                raise BenchmarkError(f"--shard must be I/N with 0 <= I < N, got {index}/{count}")
         if self.resolution is not None and self.resolution & (self.resolution - 1):
             raise BenchmarkError(f"--resolution must be a power of two (the networks halve it), got {self.resolution}")
 
@@ -61,6 +71,7 @@ class Options:
         """JSON-ready options (paths as strings)."""
         values = asdict(self)
         values["out"] = str(self.out)
+        values["shard"] = None if self.shard is None else list(self.shard)
         return values
 
 

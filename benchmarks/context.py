@@ -98,6 +98,7 @@ class Context:
         self.figures: list[Figure] = []
         self.targets: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.headlines: list[str] = []
         self.parts: dict[str, dict[str, Any]] = {}
         self.started = time.time()
         if self.is_main:
@@ -146,6 +147,15 @@ class Context:
         if self.is_main:
             write_json(path, {"key": key, "value": value, "seconds": seconds})
         return value
+
+    def is_cached(self, name: str, key: dict[str, Any]) -> bool:
+        """Whether part `name` for `key` has a cache file (read by cached() without computing)."""
+        return self.cache_path(name, key).is_file()
+
+    def out_of_time(self) -> bool:
+        """True once the suite has run longer than --time-budget: start nothing new, report what finished."""
+        budget = self.options.time_budget
+        return budget is not None and time.time() - self.started > budget
 
     def note_part(self, name: str, status: str, seconds: float, **details: Any) -> None:
         """Record a part that caches itself (e.g. a training run resumed from its checkpoints)."""
@@ -204,6 +214,10 @@ class Context:
         """Record a quick-scale target of the project and whether this run met it."""
         self.targets.append({"name": name, "goal": goal, "measured": measured, "met": bool(met)})
 
+    def headline(self, sentence: str) -> None:
+        """A sentence the report puts at its top: the suite's answer, in one line."""
+        self.headlines.append(sentence)
+
     def note(self, text: str) -> None:
         """A sentence for the report (how a number was obtained, what was unavailable)."""
         self.notes.append(text)
@@ -234,6 +248,7 @@ class Context:
             "versions": self.versions,
             "parts": self.parts,
             "targets": self.targets,
+            "headline": self.headlines,
             "notes": self.notes,
             "tables": self.tables,
             "figures": [{"file": f.file, "caption": f.caption} for f in self.figures],
@@ -249,6 +264,8 @@ def render_tables(result: dict[str, Any], heading: str = "#") -> str:
     """The Markdown of one suite's tables, targets and notes (also used by the report)."""
     lines = [f"{heading} {result['suite']}: {result['description']}", "",
              f"Command: `{result['command']}` ({result['seconds']:.1f} s)", ""]
+    if result.get("headline"):
+        lines += [line for sentence in result["headline"] for line in (f"**{sentence}**", "")]
     for table in result["tables"]:
         lines += [f"{heading}# {table['title']}", "", table["markdown"], ""]
         if table.get("note"):

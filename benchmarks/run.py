@@ -54,7 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper's latent sizes, within an hour on 2 CPU cores) or paper (a GPU)")
     parser.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: the scale's)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="start no new training or measurement after this many seconds of a suite (0: report only "
+                        "what is cached); the report covers what finished and names what was left out (the dimension "
+                        "suite; default: none)")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="train and measure only the I-th of N shares of the dimension suite's models (N "
+                        "processes sharing one --out, I = 0..N-1); a later run without --shard reports them all "
+                        "from the cache")
     return parser
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N); None stays None; anything else is a BenchmarkError."""
+    if text is None:
+        return None
+    index, slash, count = text.partition("/")
+    if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+        raise BenchmarkError(f"--shard must be I/N with whole numbers, e.g. 0/2, got {text!r}")
+    return int(index), int(count)
 
 
 def command_line(argv: list[str]) -> str:
@@ -75,7 +93,8 @@ def parse_options(argv: list[str]) -> Options:
     suites = list(dict.fromkeys(args.suites)) or list(SUITE_NAMES)
     return Options(suites=suites, device=args.device, data=args.data, model=args.model, steps=args.steps,
                    rounds=args.rounds, n_samples=args.n_samples, seed=args.seed, scale=args.scale, out=Path(args.out),
-                   resolution=args.resolution, command=command_line(argv))
+                   resolution=args.resolution, time_budget=args.time_budget, shard=parse_shard(args.shard),
+                   command=command_line(argv))
 
 
 def one_line(error: BaseException) -> str:

@@ -3,6 +3,9 @@ from runs that differ only in `--seed` and prints each number's mean +- std over
 
 A suite's own report shows one trained model per cell; training seeds are what a quality claim must be read
 against, so this puts the runs side by side instead of asking for a suite that trains everything N times.
+With `--out DIR` it also writes DIR/seeds/SUITE.json and .md and rewrites DIR/report.md, whose top then gives
+the suite's answer over the seeds: a suite module may define over_seeds(runs) -> {"headline": [sentences],
+"targets": [...], "tables": [...]} (the dimension suite judges "X beats Y" there, only when it holds in every seed).
 Exit status 2 with one line for bad input (a missing results.json, runs of different suites, scales or data,
 or runs that share a seed, whose spread would mean nothing).
 """
@@ -20,6 +23,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import BenchmarkError, markdown_table  # noqa: E402
+from benchmarks.context import write_json  # noqa: E402
+from benchmarks.report import SEEDS_FOLDER, write_report  # noqa: E402
+from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
 
 # What must agree between runs for their records to be comparable (the seed must differ).
 SAME_OPTIONS = ("scale", "data", "steps", "n_samples", "model", "resolution")
@@ -86,6 +92,31 @@ def spread_table(runs: Sequence[dict], rows: Sequence[dict]) -> str:
                                    for r in rows])
 
 
+def gathered(suite: str, runs: Sequence[dict], rows: Sequence[dict]) -> dict:
+    """What --out writes: the seeds, every row's spread, and the suite's own over_seeds() summary when it has one."""
+    summary = getattr(get_suite(suite), "over_seeds", None)
+    extra = summary(runs) if summary is not None else {}
+    return {"suite": suite, "seeds": [run.get("options", {}).get("seed") for run in runs],
+            "options": runs[0].get("options", {}), **extra, "rows": list(rows)}
+
+
+def write_gathered(out: Path, suite: str, value: dict, table: str) -> Path:
+    """DIR/seeds/SUITE.json and .md, then DIR/report.md again (its top reads the gathered headline)."""
+    folder = Path(out) / SEEDS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / f"{suite}.json", value)
+    lines = [f"# {suite} over seeds {', '.join(map(str, value['seeds']))}", ""]
+    lines += [f"- {sentence}" for sentence in value.get("headline", [])] + [""]
+    for item in value.get("tables", []):
+        lines += [f"## {item['title']}", "", item["markdown"], ""]
+    if value.get("targets"):
+        lines += ["## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+        lines += [f"| {t['name']} | {t['goal']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |"
+                  for t in value["targets"]] + [""]
+    (folder / f"{suite}.md").write_text("\n".join(lines + ["## Every number", "", table, ""]))
+    return write_report(Path(out))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.seeds", description=__doc__.splitlines()[0])
     parser.add_argument("suite", help="the suite whose records to gather, e.g. dimension")
@@ -93,16 +124,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", action="append", default=[],
                         help="keep metrics whose name contains this (repeatable), e.g. --metric FD --metric recall")
     parser.add_argument("--json-out", help="also write the rows as JSON to this file")
+    parser.add_argument("--out", help="a results folder (usually the first run's): write its seeds/SUITE.json and "
+                        ".md and rewrite its report.md with the answer over the seeds at the top")
     args = parser.parse_args(argv)
     try:
+        if args.suite not in SUITE_NAMES:
+            raise BenchmarkError(f"unknown suite {args.suite!r}; expected one of {', '.join(SUITE_NAMES)}")
         runs = load_runs(args.suite, args.runs)
     except BenchmarkError as error:
         print(f"benchmarks.seeds: error: {error}", file=sys.stderr)
         return 2
     rows = spread(runs, args.metric)
-    print(spread_table(runs, rows))
+    table = spread_table(runs, rows)
+    print(table)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.out:
+        print(f"report: {write_gathered(Path(args.out), args.suite, gathered(args.suite, runs, rows), table)}")
     return 0
 
 

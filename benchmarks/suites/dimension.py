@@ -1,7 +1,11 @@
 """Where the spherical autoencoder's sampling holds: the same encoder/decoder and budget for the spherical
 autoencoder, the VAE and the S-VAE across latent dimensions d_z; reconstruction FD and MSE, decoder samples
 from four priors (FD, precision/recall), the geometry of the codes against Lemma 1, and the spherical
-autoencoder's options (a prior fitted to the codes, noise on the sphere, a uniformity term) at equal budget."""
+autoencoder's options (a prior fitted to the codes, noise on the sphere, a uniformity term) at equal budget.
+
+The same-prior study (benchmarks.same_prior_study) adds a plain autoencoder, a VAE at beta 0.1 and a
+regularized autoencoder, and samples every model from the same priors fitted to its codes: what the sphere
+adds once every autoencoder has one."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import same_prior_study as study
 from benchmarks.common import markdown_table, mixed_precision, pick
 from benchmarks.context import Context
 from benchmarks.evaluation import feature_network, generator_seed, in_batches
@@ -18,7 +23,7 @@ from benchmarks.inputs import load_data, train_test_split
 from benchmarks.plots import pyplot
 from sphere_plugins.data import ImageSet, load_images
 from sphere_plugins.latent import centerize_spherize
-from sphere_plugins.metrics import extract_features, fd_label, frechet_distance_from_features, precision_recall
+from sphere_plugins.metrics import extract_features, fd_label, frechet_distance_from_features
 from sphere_plugins.priors import get_prior, redraw_degenerate
 from sphere_plugins.theory import lemma1_mean, lemma1_pdf, lemma1_std
 from sphere_plugins.training import TrainConfig, conv_objective, train
@@ -43,7 +48,10 @@ OPTIONS = {
 class Preset:
     """One scale of the suite: image side and width of the conv autoencoders, their training budget, the
     code sizes `dims` (the S-VAE up to `svae_max_dim`), the options measured at `option_dims` (None: all of
-    OPTIONS), the fitted mixture's components, codes and iterations, and the sample, test and geometry sizes."""
+    OPTIONS), the fitted mixture's components, codes and iterations, and the sample, test and geometry sizes.
+    The same-prior study fits mixtures to the codes of `study_models` (names of study.MODELS; those the suite
+    does not train anyway are trained for it) at `study_dims` (None: all dims), with equal-parameter mixtures
+    from `equal_params_from` on and `memo_train` training images (None: all) as the memorization reference."""
 
     resolution: int
     width: int
@@ -61,6 +69,10 @@ class Preset:
     n_geometry: int
     options: list[str] | None = None
     limit: int | None = None
+    study_models: tuple[str, ...] = ()
+    study_dims: list[int] | None = None
+    equal_params_from: int = 256
+    memo_train: int | None = None
 
 
 PRESETS = {
@@ -68,11 +80,13 @@ PRESETS = {
                     svae_max_dim=64, option_dims=[8, 512],
                     options=["fitted-gmm", "fitted-vmf", "noise-0.1", "uniformity-0.5"], components=10,
                     fit_codes=2000, fit_iter=30,
-                    n_samples=500, n_test=1000, n_geometry=500, limit=None),
+                    n_samples=500, n_test=1000, n_geometry=500, limit=None,
+                    study_models=("sae", "ae"), study_dims=[8, 512], memo_train=10000),
     "standard": Preset(resolution=16, width=32, steps=1000, batch=64, lr=1e-3,
                        dims=[8, 16, 32, 64, 128, 256, 512], svae_max_dim=512, option_dims=[8, 512],
                        options=list(OPTIONS), components=10, fit_codes=5000, fit_iter=100,
-                       n_samples=2000, n_test=5000, n_geometry=2000, limit=None),
+                       n_samples=2000, n_test=5000, n_geometry=2000, limit=None,
+                       study_models=tuple(study.MODELS), study_dims=None, memo_train=None),
 }
 
 
@@ -113,46 +127,154 @@ def run(ctx: Context) -> None:
     extractor = feature_network(ctx, train_set)
     real = _features(ctx, test.images, extractor) if ctx.is_main else None
     n = min(s.n_samples, len(test))
-    if not set(s.option_dims) <= set(s.dims):
-        raise ValueError(f"option_dims {s.option_dims} must be among dims {s.dims}")
+    if not set(s.option_dims) <= set(s.dims) or not set(_study_dims(s)) <= set(s.dims):
+        raise ValueError(f"option_dims {s.option_dims} and study_dims {s.study_dims} must be among dims {s.dims}")
+    if any(fitted for _, fitted in _options(s).values()) and (
+            "sae" not in s.study_models or not set(s.option_dims) <= set(_study_dims(s))):
+        raise ValueError(f"the fitted options come from the same-prior study: study_models {s.study_models} must "
+                         f"hold 'sae' and study_dims {s.study_dims} the option_dims {s.option_dims}")
     features = getattr(extractor, "fingerprint", extractor.name)
     models: dict[tuple[str, int, str], torch.nn.Module] = {}
     results: dict[tuple[str, int, str], dict] = {}
-    for kind, d, args in plan(s):
+    found: dict[tuple[str, int], dict] = {}
+    memo_images = train_set.images[: s.memo_train]
+    reference: list[study.Reference] = []  # computed once, when the first study part needs it
+    left_out: list[str] = []
+    deferred: list[tuple] = []  # full-covariance fits at d_z >= equal_params_from, run last
+    for kind, d, args in shard_of(plan(s), ctx.options.shard):
         tag = _tag(args)
+        what = f"{kind} d_z {d}" + (f" ({tag})" if tag else "")
+        if ctx.out_of_time() and ctx.training_step(training_folder(ctx, s, kind, d, args, data_name)) < s.steps:
+            left_out.append(f"{what}: training")
+            continue
         model = models[(kind, d, tag)] = train_model(ctx, s, kind, d, args, train_set.images, data_name)
         if not ctx.is_main:
             continue
         # Evaluated (and cached) right after training, so an interrupted sweep keeps every finished d_z.
         key = {**model_key(ctx, s, kind, d, args, data_name), "n": n, "n_test": len(test),
-               "n_geometry": s.n_geometry, "features": features}
-        results[(kind, d, tag)] = ctx.cached(f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
-            ctx, s, kind, model, test, real, extractor, n, priors=("normal",) if tag else PRIORS))
-        if kind != "sae" or args or d not in s.option_dims:
+               "n_geometry": s.n_geometry, "features": features, "metrics": SAMPLE_METRICS}
+        name = study.model_name(kind, args)
+        priors = PRIORS if kind in METHODS and not tag else ("normal",)
+        part = within_budget(ctx, f"metrics-{kind}-{d}-{tag}", key, lambda: evaluate(
+            ctx, s, kind, model, test, real, extractor, n, priors=priors))
+        if part is None:
+            left_out.append(f"{what}: metrics")
             continue
-        for label, (_, fitted) in _options(s).items():
-            if fitted is not None:
-                fit_key = {**model_key(ctx, s, "sae", d, {}, data_name), "fitted": fitted, "n": n,
-                           "components": s.components, "fit_codes": s.fit_codes, "fit_iter": s.fit_iter,
-                           "n_geometry": s.n_geometry, "features": features}
-                results[("sae", d, label)] = ctx.cached(f"metrics-sae-{d}-{label}", fit_key, lambda: evaluate_fitted(
-                    ctx, s, model, fitted, train_set, test, real, extractor, n))
+        results[(kind, d, tag)] = part
+        if name not in s.study_models or d not in _study_dims(s):
+            continue
+
+        def memo_reference() -> study.Reference:
+            if not reference:
+                reference.append(study.reference(_features(ctx, memo_images, extractor), real, ctx.device))
+            return reference[0]
+
+        study_key = {**key, "components": s.components, "fit_codes": s.fit_codes, "fit_iter": s.fit_iter,
+                     "equal_params_from": s.equal_params_from, "memo_train": len(memo_images)}
+
+        def study_part(label: str, compute: Any, what: str = what, study_key: dict = study_key, cell: tuple = (name, d),
+                       part_name: str = f"study-{kind}-{d}-{tag}") -> dict | None:
+            args = (f"{part_name}-{label}", {**study_key, "part": label}, compute)
+            if label == "gmm-full" and cell[1] >= s.equal_params_from and not ctx.is_cached(*args[:2]):
+                deferred.append((cell, label, what, args))  # the costliest fit, and more parameters than codes
+                return None
+            value = within_budget(ctx, *args)
+            if value is None:
+                left_out.append(f"{what}: {label}")
+            return value
+
+        found[(name, d)] = study.evaluate(ctx, s, name, d, model, train_set.images, test, real, extractor, n,
+                                          memo_reference, study_part)
+    for cell, label, what, args in deferred:  # after every model's other parts, so a time budget cuts these first
+        value = within_budget(ctx, *args)
+        if value is None:
+            left_out.append(f"{what}: {label}")
+        else:
+            found[cell]["fitted"][label] = value
+    if left_out:
+        ctx.note(f"--time-budget {ctx.options.time_budget:g} s ran out; left out: {'; '.join(left_out)}")
     if not ctx.is_main:
         return
+    if ctx.options.shard is not None:
+        ctx.note(f"shard {ctx.options.shard[0]}/{ctx.options.shard[1]}: trained and measured its share of the models "
+                 "(cached); a run without --shard and the same options reports them all")
+        return
+    for d in s.option_dims:  # the fitted options are the study's mixtures on the spherical autoencoder's codes
+        for label, (_, fitted) in _options(s).items():
+            prior = "gmm-full" if fitted == "gmm" else "vmf"
+            if fitted is not None and prior in found.get(("sae", d), {}).get("fitted", {}):
+                results[("sae", d, label)] = {"samples": {"fitted": found[("sae", d)]["fitted"][prior]}}
     report(ctx, s, results, extractor, data_name)
-    figures(ctx, s, results, models, test, fd_label(extractor))
+    fd = fd_label(extractor)
+    plain = {(study.model_name(k, a), d): results[(k, d, _tag(a))] for k, d, a in plan(s)
+             if study.model_name(k, a) is not None and (k, d, _tag(a)) in results}
+    study.report(ctx, s, plain, found, fd, {"feature_network": getattr(extractor, "description", extractor.name),
+                                            "data": data_name}, len(memo_images))
+    if results:
+        figures(ctx, s, results, models, test, fd)
+
+
+SAMPLE_METRICS = ("FD", "precision", "recall", "density", "coverage")
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """What `python -m benchmarks.seeds dimension ... --out DIR` adds for this suite over runs at several seeds:
+    the same-prior study's headline, targets (a win only in every seed) and FD table."""
+    return study.over_seeds(runs)
+
+
+def within_budget(ctx: Context, name: str, key: dict, compute: Any) -> dict | None:
+    """ctx.cached(name, key, compute), or None when it is not cached and --time-budget has run out."""
+    if ctx.out_of_time() and not ctx.is_cached(name, key):
+        return None
+    return ctx.cached(name, key, compute)
+
+
+def _study_dims(s: Preset) -> list[int]:
+    return list(s.dims) if s.study_dims is None else list(s.study_dims)
 
 
 def plan(s: Preset) -> list[tuple[str, int, dict]]:
     """(method, d_z, options) in training order, the most telling first so an interrupted sweep keeps them:
-    the spherical autoencoder and the VAE at the smallest and largest d_z, the trained options, the other d_z,
-    then the S-VAE (up to svae_max_dim)."""
+    the spherical autoencoder, the VAE and the plain autoencoder at the smallest and largest d_z, then at the
+    other d_z, then the study's other baselines, the S-VAE (up to svae_max_dim), then the trained options."""
     dims = sorted(s.dims)
     ends = [dims[0], dims[-1]] if len(dims) > 1 else dims
-    steps = [(kind, d, {}) for d in ends for kind in ("sae", "vae")]
-    steps += [("sae", d, args) for d in s.option_dims for args, _ in _options(s).values() if args]
-    steps += [(kind, d, {}) for d in dims if d not in ends for kind in ("sae", "vae")]
-    return steps + [("svae", d, {}) for d in dims if d <= s.svae_max_dim]
+    unknown = sorted(set(s.study_models) - set(study.MODELS))
+    if unknown:
+        raise ValueError(f"unknown study_models {unknown}; expected some of {', '.join(study.MODELS)}")
+    first = [study.MODELS[name][:2] for name in s.study_models if name == "ae"]
+    later = [study.MODELS[name][:2] for name in s.study_models if name in study.EXTRA_MODELS and name != "ae"]
+    order = ends + [d for d in dims if d not in ends]
+
+    def at(group: list[int], extra: list[tuple[str, dict]]) -> list[tuple[str, int, dict]]:
+        return [(kind, d, args) for d in group if d in _study_dims(s) for kind, args in extra]
+
+    steps = []
+    for group in (ends, [d for d in dims if d not in ends]):
+        steps += [(kind, d, {}) for d in group for kind in ("sae", "vae")] + at(group, first)
+    steps += at(order, later) + [("svae", d, {}) for d in order if d <= s.svae_max_dim]
+    return steps + [("sae", d, args) for d in s.option_dims for args, _ in _options(s).values() if args]
+
+
+# Rough relative cost of training (and measuring) one model, for sharing the plan out between processes.
+_COST = {"svae": 6.0}
+
+
+def shard_of(steps: list[tuple[str, int, dict]], shard: tuple[int, int] | None) -> list[tuple[str, int, dict]]:
+    """The steps of shard (I, N): each step goes, in order, to the shard with the least estimated cost so far
+    (the S-VAE's training costs several of the others'), so N processes finish at about the same time."""
+    if shard is None:
+        return steps
+    index, count = shard
+    loads = [0.0] * count
+    mine = []
+    for step in steps:
+        worker = loads.index(min(loads))
+        loads[worker] += _COST.get(step[0], 1.0) * (2.0 if step[1] >= 256 else 1.0)
+        if worker == index:
+            mine.append(step)
+    return mine
 
 
 def _options(s: Preset) -> dict:
@@ -174,11 +296,20 @@ def model_key(ctx: Context, s: Preset, kind: str, d: int, args: dict, data_name:
             "data": data_name, "limit": s.limit}
 
 
+def training_folder(ctx: Context, s: Preset, kind: str, d: int, args: dict, data_name: str):
+    """The cache folder of a training's checkpoints."""
+    return ctx.cache_path(_training_name(kind, d, args), model_key(ctx, s, kind, d, args, data_name), suffix="")
+
+
+def _training_name(kind: str, d: int, args: dict) -> str:
+    return f"train_{kind}_{d}" + (f"_{_tag(args)}" if args else "")
+
+
 def train_model(ctx: Context, s: Preset, kind: str, d: int, args: dict, images: torch.Tensor,
                 data_name: str) -> torch.nn.Module:
     """One objective at d_z = d trained on the training images; checkpoints in the cache resume or skip it."""
-    name = f"train_{kind}_{d}" + (f"_{_tag(args)}" if args else "")
-    folder = ctx.cache_path(name, model_key(ctx, s, kind, d, args, data_name), suffix="")
+    name = _training_name(kind, d, args)
+    folder = training_folder(ctx, s, kind, d, args, data_name)
     with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before, options or not
         torch.manual_seed(ctx.options.seed)
         objective = conv_objective(kind, channels=int(images.shape[1]), resolution=int(images.shape[-1]),
@@ -197,17 +328,10 @@ def _features(ctx: Context, images: torch.Tensor, extractor: Any) -> np.ndarray:
     return extract_features(images, extractor, batch_size=250, cache_dir=ctx.cache_dir)
 
 
-def _draw(ctx: Context, sample: Any, n: int, batch: int = 250) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([sample(min(batch, n - i)).float().clamp(-1, 1).cpu() for i in range(0, n, batch)])
-
-
 def sample_metrics(real: np.ndarray, images: torch.Tensor, extractor: Any) -> dict:
-    """FD of the images against every real feature; precision and recall (k = 3) against as many real ones."""
-    fake = np.concatenate([extractor(images[i:i + 250]) for i in range(0, len(images), 250)]).astype(np.float64)
-    precision, recall = precision_recall(real[: len(fake)], fake, k=3)
-    return {"FD": frechet_distance_from_features(real, fake), "precision": precision, "recall": recall,
-            "n_real": len(real), "n_fake": len(fake)}
+    """FD of the images against every real feature; precision and recall (k = 3), density and coverage (k = 5)
+    against as many real ones."""
+    return study.quality(real, study.features_of(images, extractor))
 
 
 def code_geometry(codes: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> dict:
@@ -273,7 +397,7 @@ def evaluate(ctx: Context, s: Preset, kind: str, model: Any, test: Any, real: np
         draws = generator_seed(ctx, "dimension-samples", kind, prior)
         sample = _svae_sampler(model, prior, draws) if kind == "svae" else (
             lambda b: model.sample(b, prior=prior, generator=draws))
-        images = _draw(ctx, sample, n)
+        images = study.draw_images(sample, n)
         out["samples"][prior] = sample_metrics(real, images, extractor)
     m = min(s.n_geometry, len(test))
     codes = in_batches(model.codes, test.images[:m], ctx.device)
@@ -282,26 +406,6 @@ def evaluate(ctx: Context, s: Preset, kind: str, model: Any, test: Any, real: np
     d = int(codes[0].numel())
     out["geometry"] = {**code_geometry(codes, ref), "lemma1": lemma1_reference(effective_dimension(kind, d))}
     return out
-
-
-def evaluate_fitted(ctx: Context, s: Preset, model: Any, kind: str, train_set: Any, test: Any, real: np.ndarray,
-                    extractor: Any, n: int) -> dict:
-    """The plain spherical autoencoder's decoder sampled from a mixture fitted to its training codes."""
-    wrapper = model.wrapper
-    wrapper.fit_prior(train_set.images[: s.fit_codes].to(ctx.device), kind=kind, components=s.components,
-                      seed=ctx.options.seed, max_iter=s.fit_iter)
-    try:
-        draws = generator_seed(ctx, "dimension-fitted", kind)
-        images = _draw(ctx, lambda b: model.sample(b, prior="fitted", generator=draws), n)
-        samples = sample_metrics(real, images, extractor)
-        m = min(s.n_geometry, len(test))
-        codes = in_batches(model.codes, test.images[:m], ctx.device)
-        with torch.no_grad():
-            ref = wrapper.latents(m, "fitted", generator_seed(ctx, "dimension-reference-fitted", kind)).cpu()
-        geometry = code_geometry(codes, ref)
-    finally:
-        wrapper.fitted_prior = None
-    return {"samples": {"fitted": samples}, "geometry": geometry}
 
 
 def _label(kind: str, d: int, s: Preset, tag: str = "") -> str:
@@ -315,7 +419,7 @@ def report(ctx: Context, s: Preset, results: dict, extractor: Any, data_name: st
     common = {"feature_network": net, "data": data_name}
     rows, sample_rows, geo_rows = [], [], []
     for (kind, d, tag), res in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
-        if tag:
+        if tag or kind not in METHODS:
             continue
         label = _label(kind, d, s)
         rec = res["recon"]
@@ -324,7 +428,8 @@ def report(ctx: Context, s: Preset, results: dict, extractor: Any, data_name: st
         ctx.record("MSE", rec["MSE"], model=label, n_samples=rec["n"], prior=None, z_dim=d, method=kind,
                    measured_on="reconstructions of held-out images", data=data_name)
         for prior, m in res["samples"].items():
-            for metric, name in ((fd, "FD"), ("precision (k=3)", "precision"), ("recall (k=3)", "recall")):
+            for metric, name in ((fd, "FD"), ("precision (k=3)", "precision"), ("recall (k=3)", "recall"),
+                                 ("density (k=5)", "density"), ("coverage (k=5)", "coverage")):
                 ctx.record(metric, m[name], model=label, n_samples=m["n_fake"], prior=prior, z_dim=d, method=kind,
                            n_real=m["n_real"], measured_on="decoder samples from the prior", **common)
         g = res["geometry"]
@@ -356,7 +461,8 @@ def report(ctx: Context, s: Preset, results: dict, extractor: Any, data_name: st
               "farther from any code than codes lie from each other.")
     options_report(ctx, s, results, fd, common)
     normal_fd = {(kind, d): res["samples"]["normal"]["FD"] for (kind, d, tag), res in results.items() if not tag}
-    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s.dims]
+    vae_gap = [(d, normal_fd[("sae", d)], normal_fd[("vae", d)]) for d in s.dims
+               if ("sae", d) in normal_fd and ("vae", d) in normal_fd]
     beats = [d for d, a, b in vae_gap if a <= b]
     ctx.target("spherical autoencoder's normal-prior sample FD <= VAE's", "at some d_z",
                ", ".join(f"d_z {d}: {a:.3g} vs {b:.3g}" for d, a, b in vae_gap), bool(beats))
@@ -366,11 +472,17 @@ def options_report(ctx: Context, s: Preset, results: dict, fd: str, common: dict
     """The options against the plain spherical autoencoder at each option d_z; returns {option: meets at all}."""
     rows, meets, verdicts = [], {label: True for label in _options(s)}, {label: [] for label in _options(s)}
     for d in s.option_dims:
+        if ("sae", d, "") not in results:
+            continue
         plain = results[("sae", d, "")]
         base, base_mse = plain["samples"]["normal"], plain["recon"]["MSE"]
         rows.append([d, "plain", base_mse, 1.0, base["FD"], base["precision"], base["recall"], "-"])
         for label, (args, fitted) in _options(s).items():
-            res = results[("sae", d, _tag(args) if args else label)]
+            res = results.get(("sae", d, _tag(args) if args else label))
+            if res is None:
+                meets[label] = False
+                verdicts[label].append(f"d_z {d}: not measured")
+                continue
             m = res["samples"]["fitted" if fitted else "normal"]
             mse = base_mse if fitted else res["recon"]["MSE"]
             # strictly better recall: two zeros (nothing of the real set covered) is no improvement

@@ -7,6 +7,7 @@ from sphere_plugins.training.loop import TrainConfig, TrainResult, as_images, tr
 from sphere_plugins.training.objectives import (
     AEObjective,
     Objective,
+    RAEObjective,
     SAEObjective,
     SVAEObjective,
     VAEObjective,
@@ -14,6 +15,6 @@ from sphere_plugins.training.objectives import (
 )
 
 __all__ = [
-    "AEObjective", "Objective", "SAEObjective", "SVAEObjective", "ShardedBatches", "TrainConfig", "TrainResult",
-    "VAEObjective", "as_images", "conv_objective", "finetune_autoencoder_to_sae", "train",
+    "AEObjective", "Objective", "RAEObjective", "SAEObjective", "SVAEObjective", "ShardedBatches", "TrainConfig",
+    "TrainResult", "VAEObjective", "as_images", "conv_objective", "finetune_autoencoder_to_sae", "train",
 ]

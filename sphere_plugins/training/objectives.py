@@ -1,5 +1,6 @@
 """Training objectives on one encoder/decoder architecture: the spherical autoencoder and the paper's
-baselines (Gaussian VAE, S-VAE with a von Mises-Fisher posterior, plain autoencoder).
+baselines (Gaussian VAE, S-VAE with a von Mises-Fisher posterior, plain autoencoder), and a regularized
+deterministic autoencoder in the spirit of RAE (Ghosh et al., 2020).
 
 Every objective is an nn.Module whose forward(batch) returns (loss, logs); `loss` is an alias, and
 the training loop calls the module itself so DistributedDataParallel sees the forward pass. Inference:
@@ -28,7 +29,7 @@ from sphere_plugins.vmf import kl_to_uniform, sample_vmf
 from sphere_plugins.wrap import SphericalAutoencoder, check_latent_noise, module_device_dtype, wrap_autoencoder
 
 Logs = dict[str, Tensor]
-KINDS = ("sae", "vae", "svae", "ae")
+KINDS = ("sae", "vae", "svae", "ae", "rae")
 
 
 class Objective(nn.Module):
@@ -238,13 +239,39 @@ class AEObjective(Objective):
         return self.decoder(self._prior_draw(n, self.z_shape, prior, generator, prior_params))
 
 
+class RAEObjective(AEObjective):
+    """A regularized deterministic autoencoder (RAE-L2 of Ghosh et al., 2020): reconstruction, plus
+    code_penalty * |z|^2 / 2 per code entry (the codes stay near the origin without a KL term), plus
+    decoder_decay * the sum of the decoder's squared weights (a smoother decoder). Sampled like the plain
+    autoencoder; the paper pairs it with a density fitted to the codes after training."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, code_penalty: float = 1e-3,
+                 decoder_decay: float = 1e-6, p: float = 2.0, z_shape: Sequence[int] | int | None = None):
+        super().__init__(encoder, decoder, p=p, z_shape=z_shape)
+        self.code_penalty = check_latent_noise(code_penalty, "code_penalty")
+        self.decoder_decay = check_latent_noise(decoder_decay, "decoder_decay")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Logs]:
+        z = self.encoder(x)
+        if self.z_shape is None:
+            self.z_shape = tuple(z.shape[1:])
+        x_rec = self.decoder(z)
+        rec = self.loss_fn(x, x_rec)
+        code = 0.5 * z.float().square().mean()
+        decay = sum(w.square().sum() for name, w in self.decoder.named_parameters() if name.endswith("weight"))
+        loss = rec + self.code_penalty * code + self.decoder_decay * decay
+        return loss, {"loss": loss.detach(), "mse": _mse(x, x_rec), "code": code.detach(), "decay": decay.detach()}
+
+
 def conv_objective(kind: str, *, channels: int = 1, resolution: int = 16, z_dim: int = 10, width: int = 32,
                    beta: float = 1.0, p: float = 2.0, radius: float | None = None,
-                   latent_noise: float = 0.0, uniformity: float = 0.0) -> Objective:
-    """One of "sae", "vae", "svae", "ae" on the built-in ConvEncoder/ConvDecoder of the given size.
+                   latent_noise: float = 0.0, uniformity: float = 0.0, code_penalty: float = 1e-3,
+                   decoder_decay: float = 1e-6) -> Objective:
+    """One of "sae", "vae", "svae", "ae", "rae" on the built-in ConvEncoder/ConvDecoder of the given size.
 
-    The encoders differ only in their last layer's output count (z, 2z, z + 1, z); `radius`,
-    `latent_noise` and `uniformity` (see SAEObjective) are the spherical autoencoder's (radius None: sqrt(z_dim)).
+    The encoders differ only in their last layer's output count (z, 2z, z + 1, z, z); `radius`,
+    `latent_noise` and `uniformity` (see SAEObjective) are the spherical autoencoder's (radius None: sqrt(z_dim));
+    `code_penalty` and `decoder_decay` the regularized autoencoder's (see RAEObjective).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -261,4 +288,6 @@ def conv_objective(kind: str, *, channels: int = 1, resolution: int = 16, z_dim:
         return VAEObjective(ConvEncoder(**size, heads=2), decoder, beta=beta, p=p)
     if kind == "svae":
         return SVAEObjective(ConvEncoder(**size, extra=1), decoder, beta=beta, p=p)
+    if kind == "rae":
+        return RAEObjective(ConvEncoder(**size), decoder, code_penalty=code_penalty, decoder_decay=decoder_decay, p=p)
     return AEObjective(ConvEncoder(**size), decoder, p=p)

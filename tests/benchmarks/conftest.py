@@ -23,7 +23,9 @@ TINY_FINETUNE = {"resolution": 8, "blocks": [8, 8], "latent_channels": 2, "norm_
 
 TINY_DIMENSION = {"resolution": 8, "width": 8, "steps": 3, "batch": 8, "lr": 1e-3, "dims": [4, 8, 16, 32],
                   "svae_max_dim": 8, "option_dims": [4, 32], "components": 2, "fit_codes": 60, "fit_iter": 5,
-                  "n_samples": 20, "n_test": 30, "n_geometry": 20, "limit": 200}
+                  "n_samples": 20, "n_test": 30, "n_geometry": 20, "limit": 200,
+                  "study_models": ("sae", "ae", "vae", "vae-beta0.1", "svae", "rae"), "study_dims": [4, 32], "equal_params_from": 32,
+                  "memo_train": 100}
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ def test_dimension_suite_writes_records_tables_and_figures(tiny_presets, cheap_f
     mse = {(r["extra"]["method"], r["extra"]["z_dim"]) for r in records
            if r["metric"] == "MSE" and "option" not in r["extra"]}
     assert mse == {(k, d) for k in ("sae", "vae") for d in (4, 8, 16, 32)} | {("svae", 4), ("svae", 8)}
-    fd = [r for r in records if r["metric"] == "FD-pixel-projection" and r["prior"] and "option" not in r["extra"]]
+    fd = [r for r in records if r["metric"] == "FD-pixel-projection" and r["prior"] and "option" not in r["extra"]
+          and r["extra"]["measured_on"] == "decoder samples from the prior"]
     assert len(fd) == 10 * 4 and {r["prior"] for r in fd} == {"normal", "uniform", "poisson", "chi2"}
     assert all(r["feature_network"] == cheap_features.description and r["n_samples"] == 20 for r in fd)
     recall = [r for r in records if r["metric"] == "recall (k=3)"]
@@ -31,8 +32,21 @@ def test_dimension_suite_writes_records_tables_and_figures(tiny_presets, cheap_f
     assert len(geometry) == 10 and all(r["extra"]["lemma1"]["mean"] > 0 for r in geometry)
     sae4 = next(r for r in geometry if r["extra"]["method"] == "sae" and r["extra"]["z_dim"] == 4)
     assert sae4["extra"]["lemma1"]["dimension"] == 3  # centred codes fill a sphere one dimension down
+    study = {(r["extra"]["study_model"], r["extra"]["z_dim"], r["prior"]) for r in records
+             if r["metric"] == "FD-pixel-projection" and r["extra"]["measured_on"] == "same-prior study"}
+    common = {"plain", "gmm-full", "gmm-diag", "midpoints"}
+    expected = {(m, d, p) for m in ("sae", "ae", "vae", "vae-beta0.1", "rae") for d in (4, 32) for p in common}
+    expected |= {("svae", 4, p) for p in common | {"vmf"}} | {("sae", d, "vmf") for d in (4, 32)}
+    expected |= {("sae", 32, "vmf-equal-params")}  # the tiny preset's equal_params_from is 32
+    assert study == expected
+    memo = [r for r in records if r["metric"] == "memorization ratio"]
+    assert len(memo) == len([c for c in expected if c[2] not in ("plain", "midpoints")])
+    assert all(r["value"] > 0 and r["extra"]["test_nn_median"] > 0 for r in memo)
+    assert results["headline"][0].startswith("Where the spherical autoencoder beats the plain autoencoder")
     table = (tmp_path / "dimension" / "table.md").read_text()
     assert "Code geometry" in table and "Options of the spherical autoencoder" in table
+    for title in ("Same prior:", "Memorization check", "Equal parameter counts", "Interpolation"):
+        assert title in table
     assert {f["file"] for f in results["figures"]} == {"sample_fd.png", "code_distances.png"}
     assert all((tmp_path / "dimension" / f["file"]).read_bytes()[:4] == b"\x89PNG" for f in results["figures"])
     caption = next(f["caption"] for f in results["figures"] if f["file"] == "sample_fd.png")

@@ -85,7 +85,11 @@ def test_finetune_suite_reports_before_and_after(tiny_presets, cheap_features, r
                         "fine-tuned spherical autoencoder (after)"}
     assert mse["VAE (before)"] != mse["fine-tuned spherical autoencoder (after)"]
     assert len(results["tables"][0]["markdown"].splitlines()) == 2 + 3
-    fitted = [r for r in results["records"] if r["prior"] == "fitted"]
+    fitted = [r for r in results["records"] if r["prior"] == "fitted" and r["extra"]["latents_on_sphere"]]
+    original = [r for r in results["records"] if r["prior"] == "fitted" and not r["extra"]["latents_on_sphere"]]
+    assert [r["metric"] for r in original][1:3] == ["precision", "recall"]
+    assert all(r["model"].startswith("original VAE (no fine-tuning), the same prior fitted") for r in original)
+    assert original[0]["value"] != fitted[0]["value"]  # its own codes, its own decoder
     assert [r["metric"] for r in fitted][1:3] == ["precision", "recall"]
     assert all(r["model"].startswith("fine-tuned spherical autoencoder, prior fitted") for r in fitted)
     assert fitted[0]["extra"]["components"] == 2 and fitted[0]["n_samples"] == 20
@@ -93,6 +97,7 @@ def test_finetune_suite_reports_before_and_after(tiny_presets, cheap_features, r
                     and r["model"].startswith("fine-tuned spherical autoencoder (after)"))
     assert fitted[0]["value"] != plain_fd  # drawn from the mixture, not from the normal prior
     assert "prior fitted to its codes" in results["tables"][1]["markdown"]
+    assert "original VAE (no fine-tuning)" in results["tables"][1]["markdown"]
     assert pngs_exist(tmp_path, "finetune", results)
 
 

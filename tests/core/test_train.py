@@ -46,7 +46,7 @@ def _config(**overrides):
                           **overrides})
 
 
-@pytest.mark.parametrize("kind", ["sae", "vae", "svae", "ae"])
+@pytest.mark.parametrize("kind", ["sae", "vae", "svae", "ae", "rae"])
 def test_reconstruction_error_falls_on_digits(digits, kind):
     torch.manual_seed(0)
     result = train(conv_objective(kind, z_dim=10, width=8), digits,
@@ -109,6 +109,23 @@ def test_baselines_decode_the_raw_prior_draw(kind):
     expected = sample_prior("poisson", (5, 6), generator=torch.Generator().manual_seed(1), rate=2.0)
     assert images.shape == (5, 1, 16, 16)
     assert torch.equal(decoder.seen, expected)
+
+
+def test_rae_loss_adds_the_code_penalty_and_the_decoders_weight_decay():
+    torch.manual_seed(0)
+    objective = conv_objective("rae", z_dim=6, width=8, code_penalty=0.5, decoder_decay=0.01)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    loss, logs = objective(x)
+    z = objective.encoder(x)
+    mse = (x - objective.decoder(z)).square().mean()
+    code = 0.5 * z.square().mean()  # |z|^2 / 2 per code entry
+    weights = [w for name, w in objective.decoder.named_parameters() if name.endswith("weight")]
+    decay = sum(w.square().sum() for w in weights)
+    assert len(weights) == 4  # fc and three convolutions; biases are not decayed
+    torch.testing.assert_close(loss, mse + 0.5 * code + 0.01 * decay)
+    torch.testing.assert_close(logs["code"], code.detach())
+    with pytest.raises(ValueError, match="code_penalty"):
+        conv_objective("rae", code_penalty=-1.0)
 
 
 def test_svae_samples_decode_centered_unit_vectors():
