@@ -171,7 +171,8 @@ def _extra_class(name: str, entry: dict[str, Any]) -> type[nn.Module]:
 
 
 def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module:
-    """Rebuild the wrapper save_pretrained wrote to `folder`; `load_options` go to the model's loader."""
+    """Rebuild the wrapper save_pretrained wrote to `folder`, in eval mode (as diffusers' from_pretrained);
+    `load_options` go to the model's loader. Call .train() before fine-tuning it."""
     folder = Path(folder).expanduser()
     record = read_settings(folder)
     model_entry = record["model"]
@@ -197,7 +198,7 @@ def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module
             raise ValueError(f"{str(state_path)!r} does not fit the rebuilt wrapper: missing {missing}, "
                              f"unexpected {unexpected}")
     device = next((p.device for p in wrapper.parameters()), None)
-    return wrapper.to(device) if device is not None else wrapper
+    return (wrapper.to(device) if device is not None else wrapper).eval()
 
 
 def save_module_folder(module: nn.Module, folder: Path, config: dict[str, Any]) -> None:

@@ -84,7 +84,8 @@ def load_model(spec: str | os.PathLike, **options: Any) -> Any:
     """Build or load the model `spec` names ("stylegan2:ffhq.pkl", "timm:resnet18", "saved:DIR", ...).
 
     A plain path (str or pathlib.Path) gets its scheme inferred: a save_pretrained folder returns the wrapper,
-    a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on.
+    a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on. Modules come
+    back in eval mode (as diffusers' from_pretrained); call .train() before training one.
     """
     if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec)):
         spec = f"{infer_scheme(spec)}:{os.fspath(spec)}"
@@ -94,7 +95,9 @@ def load_model(spec: str | os.PathLike, **options: Any) -> Any:
     model = get_plugin_manager().hook.sphere_load_model(spec=spec, options=options)
     if model is None:
         raise UnknownModelError(spec, plugin_names(), [s.usage for s in list_schemes()])
-    return model
+    from torch import nn
+
+    return model.eval() if isinstance(model, nn.Module) else model
 
 
 def _looks_like_path(spec: str) -> bool:

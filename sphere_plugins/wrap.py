@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -44,6 +45,14 @@ SAMPLE_BATCH = 1024
 def _check_count(n: Any, argument: str) -> None:
     if type(n) is not int or n < 1:  # type(), not isinstance: True is an int to Python, not a count
         raise ValueError(f"{argument} must be a positive int, got {n!r}")
+
+
+def grad_mode(grad: Any) -> contextlib.AbstractContextManager:
+    """torch.no_grad() unless grad=True: what sample/latents/interpolate run under. Their results are end
+    products, and a graph through a generator keeps every activation alive (about 3x the memory)."""
+    if not isinstance(grad, bool):
+        raise ValueError(f"grad must be True or False, got {grad!r}")
+    return contextlib.nullcontext() if grad else torch.no_grad()
 
 
 def _in_batches(run: Callable[[Tensor], Tensor], z: Tensor, batch_size: int) -> Tensor:
@@ -109,13 +118,19 @@ class _SphericalBase(nn.Module):
             )
         return z
 
-    def latents(self, n: int, prior: str | None = None, generator: torch.Generator | None = None,
-                **prior_params: Any) -> Tensor:
+    def latents(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
+                grad: bool = False, **prior_params: Any) -> Tensor:
         """Draw n latents from a prior (default: the wrapper's) and put them on the sphere.
 
         Vectors that centerize to zero (possible for discrete priors in low d) are redrawn.
-        prior="fitted" draws from a spherical autoencoder's fit_prior() result.
+        prior="fitted" draws from a spherical autoencoder's fit_prior() result. Runs without autograd unless
+        grad=True (gradients to a fitted prior's parameters).
         """
+        with grad_mode(grad):
+            return self._latents(n, prior, generator, prior_params)
+
+    def _latents(self, n: int, prior: str | None, generator: torch.Generator | None,
+                 prior_params: dict[str, Any]) -> Tensor:
         _check_count(n, "n")
         if self.z_shape is None:
             raise ValueError("the latent shape is unknown until the first encode(); pass z_shape= to the wrapper")
@@ -193,7 +208,7 @@ class SphericalGenerator(_SphericalBase):
         return self.adapter.generate(self.adapt(z), **model_kwargs)
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
-               model_kwargs: dict[str, Any] | None = None, batch_size: int = SAMPLE_BATCH,
+               model_kwargs: dict[str, Any] | None = None, batch_size: int = SAMPLE_BATCH, grad: bool = False,
                **prior_params: Any) -> Tensor:
         """Generate n images from latents drawn from any registered prior, `batch_size` at a time.
 
@@ -202,25 +217,31 @@ class SphericalGenerator(_SphericalBase):
         prior draw, and the model's own sampling too when its adapter accepts one (diffusers' per-step
         noise, StyleGAN2's noise_mode='random'; a stochastic sampler then draws its noise batch by
         batch): one seed reproduces everything. A generator given only in model_kwargs seeds the prior
-        draw as well.
+        draw as well. Runs without autograd (the images carry no graph) unless grad=True, for a loss that
+        backpropagates through the samples.
         """
         _check_count(batch_size, "batch_size")
         model_kwargs = dict(model_kwargs or {})
         if generator is None and isinstance(model_kwargs.get("generator"), torch.Generator):
             generator = model_kwargs["generator"]
-        z = self.latents(n, prior, generator, **prior_params)
-        if generator is not None and self.adapter.accepts_generator:
-            model_kwargs.setdefault("generator", generator)
-        return _in_batches(lambda chunk: self.adapter.generate(chunk, **model_kwargs), z, batch_size)
+        with grad_mode(grad):
+            z = self._latents(n, prior, generator, prior_params)
+            if generator is not None and self.adapter.accepts_generator:
+                model_kwargs.setdefault("generator", generator)
+            return _in_batches(lambda chunk: self.adapter.generate(chunk, **model_kwargs), z, batch_size)
 
-    def interpolate(self, z0: Tensor, z1: Tensor, steps: int, **model_kwargs: Any) -> Tensor:
+    def interpolate(self, z0: Tensor, z1: Tensor, steps: int, *, grad: bool = False, **model_kwargs: Any) -> Tensor:
         """Images along the great circle between the adapted z0 and z1 (both ends included).
 
         z0 and z1 are one latent each ([d] or [1, d]) or N pairs [N, d]; the result holds `steps` images per
-        pair, pair by pair ([N * steps, C, H, W]).
+        pair, pair by pair ([N * steps, C, H, W]). Without autograd unless grad=True.
         """
         if not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an int >= 2, got {steps!r}")
+        with grad_mode(grad):
+            return self._interpolate(z0, z1, steps, model_kwargs)
+
+    def _interpolate(self, z0: Tensor, z1: Tensor, steps: int, model_kwargs: dict[str, Any]) -> Tensor:
         ends = [self.adapt(self._endpoint(z, name)) for z, name in ((z0, "z0"), (z1, "z1"))]
         if ends[0].shape[0] != ends[1].shape[0]:
             raise ValueError(f"z0 and z1 must hold as many latents, got {ends[0].shape[0]} and {ends[1].shape[0]}")
@@ -318,11 +339,12 @@ class SphericalAutoencoder(_SphericalBase):
         return self.loss_fn(x, self(x).reconstruction)
 
     def sample(self, n: int, prior: str | None = None, generator: torch.Generator | None = None, *,
-               batch_size: int = SAMPLE_BATCH, **prior_params: Any) -> Tensor:
+               batch_size: int = SAMPLE_BATCH, grad: bool = False, **prior_params: Any) -> Tensor:
         """Decode n latents drawn from any registered prior (or "fitted", see fit_prior) and put on the
-        sphere, `batch_size` at a time."""
+        sphere, `batch_size` at a time; without autograd unless grad=True."""
         _check_count(batch_size, "batch_size")
-        return _in_batches(self.adapter.decode, self.latents(n, prior, generator, **prior_params), batch_size)
+        with grad_mode(grad):
+            return _in_batches(self.adapter.decode, self._latents(n, prior, generator, prior_params), batch_size)
 
     def fit_prior(self, x: Tensor, kind: str = "vmf", components: int = 1, *, codes: bool | None = None,
                   batch_size: int = 256, seed: int = 0, max_iter: int = 100, covariance: str = "full",

@@ -194,3 +194,12 @@ def test_saving_into_a_new_folder_that_fails_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="no plugin can save a model of type builtins.object"):
         save_model(object(), tmp_path / "new" / "folder")
     assert not (tmp_path / "new" / "folder").exists()
+
+
+def test_loaded_wrappers_and_models_come_back_in_eval_mode(tmp_path):
+    sae = wrap_autoencoder(ConvAutoencoder(z_dim=6, width=8))
+    assert sae.training
+    sae.save_pretrained(tmp_path / "sae")
+    loaded = load_model(tmp_path / "sae")
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    assert not load_model("builtin:tiny-ae").training

@@ -268,3 +268,22 @@ def test_a_generator_given_only_in_model_kwargs_seeds_the_prior_draw_too():
     first = gen.sample(2, prior="chi2", model_kwargs={"generator": torch.Generator().manual_seed(5)})
     second = gen.sample(2, prior="chi2", model_kwargs={"generator": torch.Generator().manual_seed(5)})
     assert torch.equal(first, second)
+
+
+def test_sample_latents_and_interpolate_build_no_autograd_graph_unless_asked():
+    torch.manual_seed(0)
+    g = wrap_generator(TinyGenerator())
+    sae = wrap_autoencoder(ConvAutoencoder(channels=1, resolution=8, z_dim=6, width=8))
+    z0, z1 = torch.randn(2, 16), torch.randn(2, 16)
+    for out in (g.sample(3), g.latents(3), g.interpolate(z0, z1, 3), sae.sample(3), sae.latents(3)):
+        assert out.grad_fn is None and not out.requires_grad
+    assert not torch.is_inference(g.sample(3))  # plain tensors: a discriminator can still train on them
+    for out in (g.sample(3, grad=True), g.interpolate(z0, z1, 3, grad=True), sae.sample(3, grad=True)):
+        assert out.grad_fn is not None
+    g.sample(2, grad=True).sum().backward()
+    assert g.model.fc.weight.grad is not None
+
+
+def test_grad_must_be_a_bool():
+    with pytest.raises(ValueError, match="grad must be True or False, got 'yes'"):
+        wrap_generator(TinyGenerator()).sample(2, grad="yes")
