@@ -9,12 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from sphere_plugins.data import check_image_tensor, save_image_grid, to_uint8
 from sphere_plugins.files import atomic_path
-from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator
+from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator, module_device_dtype
 
 Wrapper = SphericalGenerator | SphericalAutoencoder
 MAX_SEED = 2**32 - 1  # the seeds numpy's RandomState takes, as NVIDIA's scripts use them
@@ -28,9 +29,37 @@ def seed_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return torch.Generator(device=device).manual_seed(value)
 
 
-def seed_latents(wrapper: Wrapper, seeds: Sequence[int], prior: str | None = None, **prior_params: Any) -> Tensor:
-    """One latent per seed, on the wrapper's sphere: latent i depends on seeds[i] alone."""
-    return torch.cat([wrapper.latents(1, prior, seed_generator(seed), **prior_params) for seed in seeds])
+# How a seed becomes a latent: "torch" draws the prior from torch.Generator().manual_seed(seed); "nvlabs" is
+# NVIDIA's generate.py: z = np.random.RandomState(seed).randn(1, z_dim), N(0, I) in float64 (cast to the model's dtype).
+SEED_CONVENTIONS = ("torch", "nvlabs")
+
+
+def seed_latents(wrapper: Wrapper, seeds: Sequence[int], prior: str | None = None, convention: str = "torch",
+                 **prior_params: Any) -> Tensor:
+    """One latent per seed, on the wrapper's sphere: latent i depends on seeds[i] alone.
+
+    convention="nvlabs" draws each z as NVIDIA's generate.py does (np.random.RandomState(seed).randn), N(0, I)
+    only; with a wrapper made with center=False, spherize=False the model then sees NVIDIA's z for that seed.
+    """
+    if convention == "torch":
+        return torch.cat([wrapper.latents(1, prior, seed_generator(seed), **prior_params) for seed in seeds])
+    if convention != "nvlabs":
+        raise ValueError(f"convention must be one of {', '.join(SEED_CONVENTIONS)}, got {convention!r}")
+    name = wrapper.prior if prior is None else prior
+    params = {**wrapper.prior_params, **prior_params} if prior is None else prior_params
+    if name != "normal" or any(params.get(k, v) != v for k, v in (("mean", 0.0), ("std", 1.0))) \
+            or set(params) - {"mean", "std"}:
+        raise ValueError(f"seed convention 'nvlabs' draws N(0, I) latents as NVIDIA's generate.py does; the prior "
+                         f"{name!r} with parameters {params} needs convention 'torch'")
+    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise ValueError(f"seed convention 'nvlabs' takes seeds in 0..{MAX_SEED} (numpy's RandomState), got {bad[:4]}")
+    if wrapper.z_shape is None:
+        raise ValueError("the latent shape is unknown until the first encode(); pass z_shape= to the wrapper")
+    device, dtype = module_device_dtype(wrapper)
+    z = np.stack([np.random.RandomState(seed).randn(1, *wrapper.z_shape)[0] for seed in seeds])
+    with torch.no_grad():
+        return wrapper.latent(torch.from_numpy(z).to(device=device, dtype=dtype))
 
 
 def _decode(wrapper: Wrapper, z: Tensor, generator: torch.Generator | None, model_kwargs: dict[str, Any]) -> Tensor:
@@ -44,10 +73,11 @@ def _decode(wrapper: Wrapper, z: Tensor, generator: torch.Generator | None, mode
 
 @torch.no_grad()
 def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, prior: str | None = None,
-                 model_kwargs: dict[str, Any] | None = None, progress: bool = False,
+                 model_kwargs: dict[str, Any] | None = None, progress: bool = False, convention: str = "torch",
                  **prior_params: Any) -> Iterator[tuple[int, Tensor]]:
-    """Yield (seed, image [C, H, W]) for each seed. Models with randomness of their own (diffusion noise,
-    StyleGAN2's noise_mode='random') run one seed at a time so that noise comes from the same seed too."""
+    """Yield (seed, image [C, H, W]) for each seed (latents as seed_latents draws them under `convention`).
+    Models with randomness of their own (diffusion noise, StyleGAN2's noise_mode='random') run one seed at a
+    time so that noise comes from the same seed too."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     model_kwargs = dict(model_kwargs or {})
@@ -59,7 +89,7 @@ def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, p
 
         chunks = tqdm(chunks, desc="sampling", unit="batch")
     for chunk in chunks:
-        z = seed_latents(wrapper, chunk, prior, **prior_params)
+        z = seed_latents(wrapper, chunk, prior, convention, **prior_params)
         generator = seed_generator(chunk[0]) if own_noise else None
         images = _decode(wrapper, z, generator, model_kwargs)
         yield from zip(chunk, images)
@@ -67,11 +97,12 @@ def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, p
 
 @torch.no_grad()
 def interpolate_seeds(wrapper: SphericalGenerator, seeds: Sequence[int], steps: int, prior: str | None = None,
-                      model_kwargs: dict[str, Any] | None = None, **prior_params: Any) -> Tensor:
-    """Great-circle paths through the latents of `seeds` in order: [len(seeds) - 1, steps, C, H, W]."""
+                      model_kwargs: dict[str, Any] | None = None, convention: str = "torch",
+                      **prior_params: Any) -> Tensor:
+    """Great-circle paths through the latents of `seeds` (see seed_latents) in order: [len(seeds) - 1, steps, C, H, W]."""
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least two seeds to interpolate between, got {list(seeds)}")
-    z = seed_latents(wrapper, seeds, prior, **prior_params)
+    z = seed_latents(wrapper, seeds, prior, convention, **prior_params)
     images = wrapper.interpolate(z[:-1], z[1:], steps, **dict(model_kwargs or {}))
     return images.view(len(seeds) - 1, steps, *images.shape[1:])
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sphere_plugins import jsontext
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
-from sphere_plugins.generation import MAX_SEED
+from sphere_plugins.generation import MAX_SEED, SEED_CONVENTIONS
 from sphere_plugins.plugins import plugin_distributions
 from sphere_plugins.schemes import infer_scheme, list_schemes, spec_value
 
@@ -203,6 +203,25 @@ def add_model_kwargs(parser: argparse.ArgumentParser) -> None:
                               f"`{parser.prog}` already has; it is left out", stacklevel=2)
 
 
+def check_model_kwargs(wrapper: Any, args: argparse.Namespace) -> None:
+    """Refuse a generator flag (see add_model_kwargs) whose keyword the wrapper's generate() does not take, before
+    any image is made: a saved spherical autoencoder decodes codes and takes none."""
+    import inspect
+
+    flags = {declared.keyword: declared.flag for scheme in list_schemes() for declared in scheme.model_kwargs}
+    generate = getattr(getattr(wrapper, "adapter", None), "generate", None)
+    try:
+        parameters = inspect.signature(generate).parameters if generate is not None else {}
+    except (TypeError, ValueError):  # no signature to read: the call decides
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for keyword in args.model_kwargs:
+        if keyword not in parameters:
+            raise ValueError(f"{flags.get(keyword, keyword)} does not apply to {args.spec!r}: its generator takes no "
+                             f"{keyword!r}")
+
+
 def check_sphere_options(args: argparse.Namespace) -> None:
     """Check what add_sphere_options and add_common parse for a generator SPEC; sets prior_params, options, out_dir."""
     if args.radius is not None and not args.radius > 0:
@@ -210,6 +229,10 @@ def check_sphere_options(args: argparse.Namespace) -> None:
     args.prior_params = pairs(args.prior_param, "--prior-param")
     args.options = pairs(args.option, "--option")
     check_prior(args.prior, args.prior_params)
+    if args.seed_convention == "nvlabs":
+        if args.prior not in (None, "normal") or args.prior_params:
+            raise UsageError("--seed-convention nvlabs draws N(0, I) latents as NVIDIA's generate.py does; drop "
+                             f"--prior {args.prior} / --prior-param or use --seed-convention torch")
     check_spec(args.spec)
     args.out_dir = check_out(args.out)
 
@@ -219,6 +242,10 @@ def add_sphere_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-param", action="append", metavar="K=V", help="a prior parameter, e.g. rate=2")
     parser.add_argument("--option", action="append", metavar="K=V",
                         help="a load_model option of the spec's scheme (see `sphere-plugins list`)")
+    parser.add_argument("--seed-convention", choices=SEED_CONVENTIONS, default="torch",
+                        help="how a seed becomes z: torch (default: the prior drawn from "
+                        "torch.Generator().manual_seed(seed)) or nvlabs (np.random.RandomState(seed).randn(1, z_dim) "
+                        "as NVIDIA's generate.py; N(0, I) only; add --no-center --no-spherize for NVIDIA's images)")
     parser.add_argument("--no-center", action="store_true", help="do not centerize the latents")
     parser.add_argument("--no-spherize", action="store_true", help="do not spherize the latents")
     parser.add_argument("--radius", type=float, help="sphere radius (default: the adapter's, sqrt(d))")

@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     wrapper = common.load_wrapped_generator(args.spec, args, args.options)
     if not isinstance(wrapper, SphericalGenerator):
         raise ValueError(f"{args.spec!r} holds a {type(wrapper).__name__}; interpolate needs a generator")
+    common.check_model_kwargs(wrapper, args)
     paths = interpolate_seeds(wrapper, args.seed_list, args.steps, args.prior, args.model_kwargs,
-                              **args.prior_params).cpu()
+                              convention=args.seed_convention, **args.prior_params).cpu()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     save_image_grid(paths.flatten(0, 1), args.out_dir / "grid.png", nrow=args.steps)
     frames = torch.cat([paths[0], *(segment[1:] for segment in paths[1:])])  # each seed's image once

@@ -12,7 +12,9 @@ HELP = """examples:
   sphere-plugins sample stylegan2:cond.pkl --class 3 --seeds 0-7 --out class3/
   sphere-plugins sample diffusers:path/to/ddpm --prior poisson --prior-param rate=2 --seeds 0-3 --out ddpm/
   sphere-plugins sample saved-model/ --seeds 0-15 --out samples/     # a save_pretrained folder
-The same seed gives the same image whatever --batch is."""
+  sphere-plugins sample ffhq.pkl --seeds 0-3 --seed-convention nvlabs --no-center --no-spherize --out nv/
+The same seed gives the same image whatever --batch is. The last line gives the images NVIDIA's generate.py
+writes for those seeds (its z, --noise-mode const)."""
 
 
 def add_parser(commands) -> None:
@@ -42,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from sphere_plugins.generation import sample_seeds, save_png
 
     wrapper = common.load_wrapped_generator(args.spec, args, args.options)
+    common.check_model_kwargs(wrapper, args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     images = []
     for seed, image in sample_seeds(wrapper, args.seed_list, args.batch, args.prior, args.model_kwargs,
-                                    progress=True, **args.prior_params):
+                                    progress=True, convention=args.seed_convention, **args.prior_params):
         save_png(image, args.out_dir / f"seed{seed:04d}.png")
         images.append(image.cpu())
     save_image_grid(torch.stack(images), args.out_dir / "grid.png")

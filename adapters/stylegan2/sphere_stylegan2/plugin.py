@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Iterator
@@ -25,7 +26,15 @@ from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator, labels
 from sphere_stylegan2.loader import CONFIG_NAME, FORMAT, load_network, save_network
 from sphere_stylegan2.mapping import MappingNetwork
+from sphere_stylegan2.synthesis import NOISE_MODES
 from sphere_stylegan2.trainable import TRAINABLE
+
+def noise_mode(text: str) -> str:
+    """--noise-mode's value: one of NOISE_MODES."""
+    if text not in NOISE_MODES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(NOISE_MODES)}, got {text!r}")
+    return text
+
 
 SCHEME = "stylegan2"
 OPTIONS = ("z_shape", "normalize_z")
@@ -33,6 +42,9 @@ OPTIONS = ("z_shape", "normalize_z")
 MODEL_KWARGS = (
     ModelKwarg("--truncation-psi", "truncation_psi", float, "StyleGAN2 truncation (default 1: none)"),
     ModelKwarg("--class", "c", int, "class index for a conditional StyleGAN2 (applies to every image)", metavar="C"),
+    ModelKwarg("--noise-mode", "noise_mode", noise_mode, "StyleGAN2's per-pixel noise: const (the default here and "
+               "in NVIDIA's generate.py; NVIDIA's G(z, c) itself, as in their training and metrics, defaults to "
+               "random), random (drawn from the seed) or none", metavar="{const,random,none}"),
 )
 
 
