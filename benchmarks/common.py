@@ -92,10 +92,13 @@ def mixed_precision(device: str) -> str:
 
 
 def progress(iterable: Any, desc: str, total: int | None = None) -> Any:
-    """A tqdm progress bar over `iterable` (suites evaluate on the main process only, so one bar shows)."""
+    """A tqdm progress bar over `iterable`, shown by the main process only (all processes share the metrics)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, mininterval=2.0, dynamic_ncols=True, leave=False)
+    from sphere_plugins.metrics.shards import process_group
+
+    return tqdm(iterable, desc=desc, total=total, mininterval=2.0, dynamic_ncols=True, leave=False,
+                disable=process_group()[0] != 0)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:

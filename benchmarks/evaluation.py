@@ -71,9 +71,10 @@ def clamped(sample: Callable[[int], Tensor], device: str) -> Callable[[int], Ten
 
 
 def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields: Any) -> dict:
-    """FD (or FID) of n fake images against every real image, as a record dict (not yet added)."""
+    """FD (or FID) of n fake images against every real image, as a record dict (not yet added); the processes
+    of an `accelerate launch` share the feature extraction, so every one of them must call."""
     record = compute_fid(real, fake, features=extractor, n_fake=n, device=ctx.device, batch_size=250,
-                         seed=ctx.options.seed, cache_dir=ctx.cache_dir).to_dict()
+                         seed=ctx.options.seed, cache_dir=ctx.cache_dir, distributed=True).to_dict()
     record["extra"].update(fields.pop("extra", {}))
     record.update(fields)
     return record
@@ -87,9 +88,10 @@ QUALITY_METRICS = ("precision", "recall", "density", "coverage")
 def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields: Any) -> list[dict]:
     """FD, precision and recall (k = 3), density and coverage (k = 5) of n fake images against every real image,
     all from one computation of the features of each set; records (not yet added) in that order, each with
-    `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network."""
-    f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real")
-    f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake")
+    `fields` (prior, model, data, extra, ...). The real set's features are cached by the feature network.
+    The processes of an `accelerate launch` share the feature extraction: every one of them must call."""
+    f_real = extract_features(real, extractor, None, 250, ctx.cache_dir, "real", distributed=True)
+    f_fake = extract_features(fake, extractor, n, 250, ctx.cache_dir, "fake", distributed=True)
     fd = feature_record(fd_label(extractor), frechet_distance_from_features(f_real, f_fake), extractor, f_real,
                         f_fake, real, ctx.options.seed)
     precision, recall, density, coverage = real_manifold(f_real).all(f_fake, pr_k=PR_K, dc_k=DC_K)

@@ -39,7 +39,9 @@ class GeneratorAdapter:
     accepts_generator=True says generate() takes generator=, so sample() hands its torch.Generator
     on and a stochastic sampler (DDPM's per-step noise) reproduces from one seed.
     normalizes_z=True says the model spherizes z itself and the adapter honours options["normalize_z"]=False
-    (see hookspecs.sphere_adapt_generator).
+    (see hookspecs.sphere_adapt_generator). stochastic(model_kwargs) says whether a call with those keyword
+    arguments draws noise of its own (None: whenever accepts_generator); seed-by-seed generation
+    (sphere_plugins.generation) batches the calls that do not.
     """
 
     z_shape: tuple[int, ...]
@@ -51,6 +53,11 @@ class GeneratorAdapter:
     latent_entry: str = "input"
     accepts_generator: bool = False
     normalizes_z: bool = False
+    stochastic: Callable[[dict[str, Any]], bool] | None = None
+
+    def draws_noise(self, model_kwargs: dict[str, Any]) -> bool:
+        """Whether generate(z, **model_kwargs) draws noise of its own."""
+        return self.accepts_generator if self.stochastic is None else bool(self.stochastic(model_kwargs))
 
 
 @dataclass

@@ -71,28 +71,38 @@ def _decode(wrapper: Wrapper, z: Tensor, generator: torch.Generator | None, mode
     return wrapper.adapter.generate(z, **kwargs)
 
 
+def _own_noise(wrapper: Wrapper, model_kwargs: dict[str, Any]) -> bool:
+    return isinstance(wrapper, SphericalGenerator) and wrapper.adapter.draws_noise(model_kwargs)
+
+
+@torch.no_grad()
+def seed_images(wrapper: Wrapper, seeds: Sequence[int], prior: str | None = None,
+                model_kwargs: dict[str, Any] | None = None, convention: str = "torch", **prior_params: Any) -> Tensor:
+    """Images [len(seeds), C, H, W], image i made from seeds[i] alone: its latent (see seed_latents) and, for a
+    model with randomness of its own (diffusion noise, StyleGAN2's noise_mode='random'), its noise too; such
+    a model runs one seed at a time."""
+    model_kwargs = dict(model_kwargs or {})
+    if _own_noise(wrapper, model_kwargs):
+        return torch.cat([_decode(wrapper, seed_latents(wrapper, [seed], prior, convention, **prior_params),
+                                  seed_generator(seed), model_kwargs) for seed in seeds])
+    return _decode(wrapper, seed_latents(wrapper, seeds, prior, convention, **prior_params), None, model_kwargs)
+
+
 @torch.no_grad()
 def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, prior: str | None = None,
                  model_kwargs: dict[str, Any] | None = None, progress: bool = False, convention: str = "torch",
                  **prior_params: Any) -> Iterator[tuple[int, Tensor]]:
-    """Yield (seed, image [C, H, W]) for each seed (latents as seed_latents draws them under `convention`).
-    Models with randomness of their own (diffusion noise, StyleGAN2's noise_mode='random') run one seed at a
-    time so that noise comes from the same seed too."""
+    """Yield (seed, image [C, H, W]) for each seed, made by seed_images `batch_size` seeds at a time."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    model_kwargs = dict(model_kwargs or {})
-    own_noise = isinstance(wrapper, SphericalGenerator) and wrapper.adapter.accepts_generator
-    step = 1 if own_noise else batch_size
+    step = 1 if _own_noise(wrapper, model_kwargs or {}) else batch_size  # one at a time anyway: count them
     chunks = [list(seeds[i: i + step]) for i in range(0, len(seeds), step)]
     if progress:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="sampling", unit="batch")
     for chunk in chunks:
-        z = seed_latents(wrapper, chunk, prior, convention, **prior_params)
-        generator = seed_generator(chunk[0]) if own_noise else None
-        images = _decode(wrapper, z, generator, model_kwargs)
-        yield from zip(chunk, images)
+        yield from zip(chunk, seed_images(wrapper, chunk, prior, model_kwargs, convention, **prior_params))
 
 
 @torch.no_grad()

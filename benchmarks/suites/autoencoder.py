@@ -72,8 +72,6 @@ def run(ctx: Context) -> None:
     check_sample_count(s.n_samples, extractor, data, "the autoencoder's sampled decoders")
     check_sample_count(len(test), extractor, data, "reconstructions of the held-out images")
     models = {kind: train_model(ctx, s, kind, splits.train.images, splits.train) for kind in METHODS}
-    if not ctx.is_main:
-        return
     lpips = lpips_metric(ctx)
     results = {}
     for kind, objective in progress(models.items(), "autoencoder: metrics", total=len(models)):
@@ -82,6 +80,8 @@ def run(ctx: Context) -> None:
                "features": getattr(extractor, "fingerprint", extractor.name), "lpips": lpips is not None}
         results[kind] = ctx.cached(f"metrics-{kind}", key, lambda: evaluate(ctx, s, kind, objective, data, test,
                                                                             extractor, lpips))
+    if not ctx.is_main:  # every process shared the metrics; the main one reports
+        return
     report(ctx, s, results)
     prior_quality_figure(ctx, {METHODS[kind]: result for kind, result in results.items()},
                          "Decoder samples: precision vs recall (k = 3) and density vs coverage (k = 5); colour = "

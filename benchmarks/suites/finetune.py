@@ -185,8 +185,6 @@ def run(ctx: Context) -> None:
                             suffix="")
     result = run_training(ctx, "finetune_sae", folder, s.steps, lambda: finetune_autoencoder_to_sae(
         vae, train_images, train_config(ctx, s.steps, s, folder), options=options))
-    if not ctx.is_main:
-        return
     after = result.objective.wrapper.to(ctx.device).eval()
     models = {"before": before, "after": after.model}
     lpips = lpips_metric(ctx)
@@ -207,6 +205,8 @@ def run(ctx: Context) -> None:
     original, _ = codec(before, False, options)
     fitted_before = ctx.cached("metrics-before-fitted", {**fit_key, "finetune_steps": 0}, lambda: evaluate_fitted(
         ctx, s, original, train_images, data, extractor, f"{ORIGINAL_FITTED_LABEL}: {label}"))
+    if not ctx.is_main:  # every process shared the metrics; the main one reports
+        return
     report(ctx, s, results, label)
     fitted_report(ctx, s, results, fitted, fitted_before)
     prior_quality_figure(ctx, results, "Decoder samples before and after fine-tuning: precision vs recall (k = 3) "

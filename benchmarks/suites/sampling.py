@@ -85,8 +85,6 @@ def run(ctx: Context) -> None:
     check_sample_count(s.n_samples, extractor, real, "the sampling table")
     if not spec:
         G, model_label, model_key = trained_generator(ctx, s, splits.train)
-    if not ctx.is_main:
-        return
     data_key = {"data": ctx.options.data, "resolution": tuple(real.images.shape[1:]), "n_real": len(real),
                 "real": real.description}
     cells = {}
@@ -99,6 +97,8 @@ def run(ctx: Context) -> None:
         name = f"quality-{prior}-{label.replace(', ', '-').replace(' ', '_')}" + (f"-draws{repeat}" if repeat else "")
         cells[(prior, label, repeat)] = ctx.cached(name, key, lambda: measure(
             ctx, G, real, extractor, s, prior, center, spherize, model_label, repeat))
+    if not ctx.is_main:  # every process shared the metrics; the main one reports
+        return
     report(ctx, s, cells, model_label)
     figures(ctx, s, cells)
     grids(ctx, G, s)

@@ -33,7 +33,7 @@ from sphere_plugins.metrics.manifold import RealManifold, density_coverage, prec
 from sphere_plugins.metrics.mse import compute_mse, mse_per_image
 from sphere_plugins.metrics.perceptual import LPIPS, compute_lpips, lpips_backbone_path
 from sphere_plugins.metrics.record import MetricRecord, library_versions
-from sphere_plugins.metrics.sources import ImageSource, iter_image_batches
+from sphere_plugins.metrics.sources import ImageSource, SeededImages, iter_image_batches
 from sphere_plugins.metrics.swd import compute_swd, laplacian_pyramid, sliced_wasserstein, sliced_wasserstein_distance
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "LPIPS",
     "MetricRecord",
     "RealManifold",
+    "SeededImages",
     "ClassifierConfig",
     "cached_features",
     "check_inception_weights",

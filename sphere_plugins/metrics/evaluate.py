@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from sphere_plugins.metrics.features import FeatureExtractor, fd_label, kd_label
-from sphere_plugins.metrics.fid import _pair_features, feature_record, frechet_distance_from_features, kernel_distance
+from sphere_plugins.metrics.fid import (_pair_features, compared_at, feature_record, frechet_distance_from_features,
+                                        kernel_distance)
 from sphere_plugins.metrics.record import MetricRecord
 from sphere_plugins.metrics.sources import ImageSource
 
@@ -70,16 +71,22 @@ def metric_names() -> list[str]:
 def evaluate(real: ImageSource, fake: ImageSource, metrics: Sequence[str] = ("fd", "kd"), *,
              features: str | FeatureExtractor = "auto", n_real: int | None = None, n_fake: int | None = None,
              device: str | torch.device = "cpu", batch_size: int = 64, seed: int | None = None,
-             cache_dir: str | os.PathLike | None = None,
-             inception_dir: str | os.PathLike | None = None) -> list[MetricRecord]:
-    """One labelled MetricRecord per metric (FID/KID with Inception, else FD-<net>/KD-<net> and a warning)."""
+             cache_dir: str | os.PathLike | None = None, inception_dir: str | os.PathLike | None = None,
+             resolution: int | None = None, distributed: bool = False) -> list[MetricRecord]:
+    """One labelled MetricRecord per metric (FID/KID with Inception, else FD-<net>/KD-<net> and a warning).
+
+    Both sets are compared at `resolution` (default: their own size, the smaller one with a warning when they
+    differ); distributed=True shares feature extraction among the processes of an `accelerate launch`, each of
+    which must call and gets the same records (see metrics.fid.extract_features)."""
     unknown = [m for m in metrics if m not in _metrics]
     if unknown or not metrics:
         raise ValueError(f"metrics must be some of {', '.join(metric_names())}, got {list(metrics)}")
-    extractor, f_real, f_fake = _pair_features(real, fake, features, n_real, n_fake, device, batch_size,
-                                               cache_dir, inception_dir)
+    extractor, f_real, f_fake, side = _pair_features(real, fake, features, n_real, n_fake, device, batch_size,
+                                                     cache_dir, inception_dir, resolution=resolution,
+                                                     distributed=distributed)
     records = []
     for name in metrics:
         label, value, extra = _metrics[name](f_real, f_fake, extractor)
-        records.append(feature_record(label, value, extractor, f_real, f_fake, real, seed, **extra))
+        records.append(feature_record(label, value, extractor, f_real, f_fake, real, seed, **extra,
+                                      **compared_at(side)))
     return records

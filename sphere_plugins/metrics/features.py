@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from sphere_plugins.data import ImageSet, check_image_tensor
 from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.files import atomic_path
+from sphere_plugins.metrics import shards
 from sphere_plugins.metrics.record import library_versions
 
 CACHE_ENV = "SPHERE_PLUGINS_CACHE"
@@ -328,36 +330,53 @@ def cached_features(
     extractor: FeatureExtractor,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 256,
+    distributed: bool = False,
 ) -> np.ndarray:
     """Features of a fixed image set, stored as .npy under cache_dir/features when the extractor has a
-    `fingerprint` (an extractor without one is always recomputed)."""
+    `fingerprint` (an extractor without one is always recomputed). `distributed`: see batched_features; the main
+    process decides whether the cache holds them and writes it."""
     key = getattr(extractor, "fingerprint", None)
     if cache_dir is None or key is None:
-        return batched_features(images, extractor, batch_size)
+        return batched_features(images, extractor, batch_size, distributed)
     path = Path(cache_dir) / "features" / f"{extractor.name}-{tensor_fingerprint(images)[:16]}-{str(key)[:16]}.npy"
-    if path.exists():
-        try:
-            features = np.load(path, allow_pickle=False)
-            if features.shape[0] == images.shape[0]:
-                return features
-            raise ValueError(f"{features.shape[0]} rows for {images.shape[0]} images")
-        except Exception as err:  # a damaged cache file is recomputed
-            warnings.warn(f"feature cache {path.name} is unreadable ({err}); recomputing it", stacklevel=2)
-    features = batched_features(images, extractor, batch_size)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, features, allow_pickle=False)
+    features = _read_feature_cache(path, images.shape[0]) if shards.is_main(distributed) else None
+    if shards.from_main(features is not None, distributed):
+        return features if features is not None else np.load(path, allow_pickle=False)
+    features = batched_features(images, extractor, batch_size, distributed)
+    if shards.is_main(distributed):
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, features, allow_pickle=False)
     return features
 
 
-def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: int = 256) -> np.ndarray:
-    """Run an extractor over `images` in batches and stack the float64 features."""
+def _read_feature_cache(path: Path, rows: int) -> np.ndarray | None:
+    """The cached features at `path` if they are readable and have `rows` rows; a damaged file is recomputed."""
+    if not path.exists():
+        return None
+    try:
+        features = np.load(path, allow_pickle=False)
+        if features.shape[0] == rows:
+            return features
+        raise ValueError(f"{features.shape[0]} rows for {rows} images")
+    except Exception as err:  # a damaged cache file is recomputed
+        warnings.warn(f"feature cache {path.name} is unreadable ({err}); recomputing it", stacklevel=3)
+        return None
+
+
+def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: int = 256,
+                     distributed: bool = False) -> np.ndarray:
+    """Run an extractor over `images` in batches and stack the float64 features; `distributed` splits the batches
+    across the processes of the torch.distributed group and gathers them (see metrics.shards)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [
-        np.asarray(extractor(images[i : i + batch_size]), dtype=np.float64) for i in range(0, len(images), batch_size)
-    ]
+    batches = [images[i: i + batch_size] for i in range(0, len(images), batch_size)]
+    chunks = shards.map_sharded(partial(_as_features, extractor), batches, distributed)
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+
+
+def _as_features(extractor: FeatureExtractor, images: Tensor) -> np.ndarray:
+    return np.asarray(extractor(images), dtype=np.float64)
 
 
 __getattr__ = renamed_names(__name__, globals(), {"TrainingConfig": "ClassifierConfig"})  # old names, for one release

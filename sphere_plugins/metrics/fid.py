@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 from scipy import linalg
 from torch import Tensor
 
-from sphere_plugins.data import ImageSet, check_image_tensor
+from sphere_plugins.data import ImageSet, check_image_tensor, convert_images
 from sphere_plugins.metrics.features import (
     FeatureExtractor,
     cached_features,
@@ -26,7 +28,8 @@ from sphere_plugins.metrics.inception import (
     inception_weights_path,
 )
 from sphere_plugins.metrics.record import MetricRecord
-from sphere_plugins.metrics.sources import ImageSource, iter_image_batches, source_name
+from sphere_plugins.metrics.shards import map_sharded
+from sphere_plugins.metrics.sources import ImageSource, batch_plan, image_size, iter_image_batches, source_name
 
 FEATURE_CHOICES = "'auto', 'inception', 'classifier' or a FeatureExtractor"
 
@@ -127,12 +130,14 @@ def resolve_features(
     cache_dir: str | os.PathLike | None = None,
     inception_dir: str | os.PathLike | None = None,
     metric: str = "FID",
+    *,
+    resolution: int | None = None,
 ) -> FeatureExtractor:
     """Pick the feature network: "inception" (or raise MissingWeightsError), "classifier" (trained on the
     labelled images of `real`: an ImageSet, a data spec or a folder with one sub-folder per class), the name
     of a registered offline network (see metrics.networks), or "auto": Inception when its file exists, else
     the first offline network that suits `real`, with a warning naming it. `metric` ("FID", "KID") is the
-    one the messages name."""
+    one the messages name; an offline network is built for `real` resized to `resolution` when given."""
     from sphere_plugins.metrics.networks import as_image_set, feature_networks, offline_features
 
     if isinstance(features, FeatureExtractor) and not isinstance(features, str):
@@ -148,7 +153,7 @@ def resolve_features(
     if features != "auto" and features not in names:
         raise ValueError(f"features must be {FEATURE_CHOICES} or a registered network ({', '.join(names)}), "
                          f"got {features!r}")
-    real_set = as_image_set(real)
+    real_set = as_image_set(real, resolution)
     if real_set is None:
         if features == "auto":
             check_inception_weights(inception_dir, metric)
@@ -175,25 +180,78 @@ def extract_features(
     batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
     name: str = "source",
+    *,
+    resolution: int | None = None,
+    distributed: bool = False,
 ) -> np.ndarray:
-    """Float64 features [N, D] of an image source (see iter_image_batches); fixed tensors and ImageSets are
-    cached under `cache_dir` when the extractor has a fingerprint."""
+    """Float64 features [N, D] of an image source (see iter_image_batches), its images resized to `resolution`
+    first when given; fixed tensors and ImageSets are cached under `cache_dir` when the extractor has a
+    fingerprint. distributed=True splits the batches across the processes of the torch.distributed group
+    (`accelerate launch`; every process must call) and gathers the features on each: each process reads or
+    draws only its batches of tensors, ImageSets, folders and SeededImages, while a `gen(batch)` callable is
+    one stream that every process draws whole (a seeded one thus gives one process's images) to featurize
+    its share."""
     if isinstance(source, (Tensor, ImageSet)):
         images = source.images if isinstance(source, ImageSet) else source
         if n is not None and (not isinstance(n, int) or n < 1):
             raise ValueError(f"n must be a positive int or None, got {n!r}")
-        return cached_features(check_image_tensor(images, name)[:n], extractor, cache_dir, batch_size)
-    chunks = [extractor(batch) for batch in iter_image_batches(source, n, batch_size, name)]
+        images = convert_images(check_image_tensor(images, name)[:n], resolution)
+        return cached_features(images, extractor, cache_dir, batch_size, distributed)
+    plan = batch_plan(source, n, batch_size, name, resolution)
+    if plan is None:
+        chunks = map_sharded(partial(_features_of, extractor), iter_image_batches(source, n, batch_size, name,
+                                                                                  resolution), distributed)
+    else:
+        chunks = map_sharded(partial(_batch_features, extractor), plan, distributed)
     return np.concatenate(chunks).astype(np.float64)
 
 
+def _features_of(extractor: FeatureExtractor, images: Tensor) -> np.ndarray:
+    return np.asarray(extractor(images), dtype=np.float64)
+
+
+def _batch_features(extractor: FeatureExtractor, batch: Callable[[], Tensor]) -> np.ndarray:
+    return _features_of(extractor, batch())
+
+
+def common_resolution(real: ImageSource, fake: ImageSource, resolution: int | None, n_real: int | None,
+                      n_fake: int | None, batch_size: int) -> tuple[int | None, ImageSource, ImageSource]:
+    """The side both sets are compared at (None: as they are) and the sources to read from now on.
+
+    Sets of different sizes are compared at the smaller one, with a warning: a 16x16 model scored against 28x28
+    images would otherwise pay for the detail it never had (Fashion-MNIST's own test images downsampled to 16x16
+    score FD-fmnist-cnn 57.6 against themselves at 28x28)."""
+    if resolution is not None:
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f"resolution must be a positive int or None, got {resolution!r}")
+        return resolution, real, fake
+    real_size, real = image_size(real, n_real, batch_size, "real")
+    fake_size, fake = image_size(fake, n_fake, batch_size, "fake")
+    if real_size == fake_size:
+        return None, real, fake
+    side = min(*real_size, *fake_size)
+    warnings.warn(f"real images are {real_size[1]}x{real_size[0]} and fake ones {fake_size[1]}x{fake_size[0]}: both "
+                  f"are resized to {side}x{side} before the feature network; pass resolution=N (evaluate "
+                  "--resolution N) to choose", stacklevel=3)
+    return side, real, fake
+
+
 def _pair_features(real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir,
-                   metric="FID"):
-    """Resolve the extractor and compute features of both sets."""
-    extractor = resolve_features(features, real, device, cache_dir, inception_dir, metric)
-    f_real = extract_features(real, extractor, n_real, batch_size, cache_dir, "real")
-    f_fake = extract_features(fake, extractor, n_fake, batch_size, cache_dir, "fake")
-    return extractor, f_real, f_fake
+                   metric="FID", resolution=None, distributed=False):
+    """Resolve the extractor (from the real images at the compared resolution) and compute features of both sets;
+    returns the extractor, both feature sets and the resolution compared at (None: the sets' own)."""
+    side, real, fake = common_resolution(real, fake, resolution, n_real, n_fake, batch_size)
+    extractor = resolve_features(features, real, device, cache_dir, inception_dir, metric, resolution=side)
+    f_real = extract_features(real, extractor, n_real, batch_size, cache_dir, "real", resolution=side,
+                              distributed=distributed)
+    f_fake = extract_features(fake, extractor, n_fake, batch_size, cache_dir, "fake", resolution=side,
+                              distributed=distributed)
+    return extractor, f_real, f_fake, side
+
+
+def compared_at(side: int | None) -> dict[str, str]:
+    """The record field saying at what size both sets were compared, when they were resized."""
+    return {} if side is None else {"compared_at": f"{side}x{side}"}
 
 
 def feature_record(metric: str, value: float, extractor: FeatureExtractor, f_real: np.ndarray, f_fake: np.ndarray,
@@ -227,18 +285,24 @@ def compute_fid(
     seed: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     inception_dir: str | os.PathLike | None = None,
+    resolution: int | None = None,
+    distributed: bool = False,
 ) -> MetricRecord:
     """Frechet distance between two image sources, labelled "FID" only with clean-fid's Inception features.
 
-    Sources: [-1, 1] tensors, ImageSets, folders ("folder:PATH" or a path), or `gen(batch) -> images` with
-    `n_fake`/`n_real` images drawn. `seed` is recorded (seed your generator yourself). Set the record's
-    `prior` and `model` with dataclasses.replace.
+    Sources: [-1, 1] tensors, ImageSets, folders ("folder:PATH" or a path), SeededImages, or `gen(batch) ->
+    images` with `n_fake`/`n_real` images drawn. `seed` is recorded (seed your generator yourself). Both sets
+    are compared at `resolution` x `resolution` (default: their own size; the smaller one, with a warning,
+    when they differ). distributed=True shares the work among the processes of an `accelerate launch` (see
+    extract_features). Set the record's `prior` and `model` with dataclasses.replace.
     """
-    extractor, f_real, f_fake = _pair_features(
-        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir
+    extractor, f_real, f_fake, side = _pair_features(
+        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir, resolution=resolution,
+        distributed=distributed,
     )
     value = frechet_distance_from_features(f_real, f_fake)
-    return feature_record(fd_label(extractor), value, extractor, f_real, f_fake, real, seed)
+    return feature_record(fd_label(extractor), value, extractor, f_real, f_fake, real, seed,
+                          **compared_at(side))
 
 
 def compute_kid(
@@ -255,11 +319,15 @@ def compute_kid(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     inception_dir: str | os.PathLike | None = None,
+    resolution: int | None = None,
+    distributed: bool = False,
 ) -> MetricRecord:
-    """Kernel distance (KID) between two image sources; sources and labelling as in compute_fid."""
-    extractor, f_real, f_fake = _pair_features(
-        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir, "KID"
+    """Kernel distance (KID) between two image sources; sources, resolution, processes and labelling as in
+    compute_fid."""
+    extractor, f_real, f_fake, side = _pair_features(
+        real, fake, features, n_real, n_fake, device, batch_size, cache_dir, inception_dir, "KID",
+        resolution=resolution, distributed=distributed,
     )
     value = kernel_distance(f_real, f_fake, num_subsets, max_subset_size, seed)
-    extra = {"num_subsets": num_subsets, "max_subset_size": max_subset_size}
+    extra = {"num_subsets": num_subsets, "max_subset_size": max_subset_size, **compared_at(side)}
     return feature_record(kd_label(extractor), value, extractor, f_real, f_fake, real, seed, **extra)

@@ -85,17 +85,29 @@ register_feature_network("digits-cnn", _digits, "a small CNN trained on scikit-l
                          "resized to at most 32x32); a generic, weak feature space", 90)
 
 
-def as_image_set(source: object) -> ImageSet | None:
-    """An ImageSet for a data spec or folder path (read to see its labels), the set itself, or None."""
+def as_image_set(source: object, resolution: int | None = None) -> ImageSet | None:
+    """An ImageSet for a data spec or folder path (read to see its labels), the set itself, or None; resized to
+    `resolution` when given (an idx set's `origin` then names the resolution, so its reference network is
+    trained at it)."""
     if isinstance(source, ImageSet):
-        return source
+        return source if resolution is None else resized_set(source, resolution)
     if isinstance(source, Tensor):
-        return load_images(source)
+        return load_images(source, resolution)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         spec = text if text == "digits" or text.startswith("folder:") else f"folder:{text}"
-        return load_images(spec)
+        return load_images(spec, resolution)
     return None
+
+
+def resized_set(images: ImageSet, resolution: int) -> ImageSet:
+    """`images` resized to `resolution` x `resolution` (a copy; the same set when it already has that size)."""
+    if tuple(images.images.shape[-2:]) == (resolution, resolution):
+        return images
+    origin = {**images.origin, "resolution": resolution} if images.origin else {}
+    return ImageSet(convert_images(images.images, resolution), images.labels, images.name,
+                    f"{images.description or images.name}, resized to {resolution}x{resolution}",
+                    images.class_names, origin)
 
 
 def offline_features(real: ImageSet, device: str | torch.device = "cpu",

@@ -106,7 +106,12 @@ def sphere_adapt_generator(model: Any, options: dict[str, Any]) -> GeneratorAdap
     entry = "z before the mapping network" + ("'s RMS normalization" if normalize_z else " (its normalization off)")
     return GeneratorAdapter(z_shape=z_shape, generate=make_generate(model, normalize_z),
                             radius=math.sqrt(model.z_dim), module=model, name=type(model).__name__,
-                            latent_entry=entry, normalizes_z=True, accepts_generator=True)
+                            latent_entry=entry, normalizes_z=True, accepts_generator=True, stochastic=_random_noise)
+
+
+def _random_noise(model_kwargs: dict[str, Any]) -> bool:
+    """Only noise_mode='random' draws noise (from generator=); 'const' and 'none' are deterministic."""
+    return model_kwargs.get("noise_mode", "const") == "random"
 
 
 @hookimpl
