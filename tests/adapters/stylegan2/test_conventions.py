@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sphere_plugins import load_model, wrap_generator
-from sphere_plugins.generation import sample_seeds, seed_latents
+from sphere_plugins.generation import sample_seeds, seed_images, seed_latents
 from sphere_plugins.saving import save_model
 
 TINY = dict(resolution=8, channels=3, z_dim=16, w_dim=16, channel_max=8, seed=0)
@@ -106,3 +106,14 @@ def test_noise_mode_on_the_command_line_and_refused_for_models_without_noise(tmp
     assert not (tmp_path / "ae").exists()
     usage = cli("sample", tmp_path / "net", "--seed-convention", "nvlabs", "--prior", "chi2", "--out", tmp_path / "x")
     assert usage.returncode == 2 and "--seed-convention nvlabs draws N(0, I)" in usage.stderr
+
+
+def test_only_random_noise_makes_seed_by_seed_generation_run_one_seed_at_a_time():
+    wrapper = wrap_generator(_noisy_generator())
+    calls = []
+    generate = wrapper.adapter.generate
+    wrapper.adapter.generate = lambda z, **kwargs: calls.append(z.shape[0]) or generate(z, **kwargs)
+    for mode in ("const", "none", "random"):
+        calls.clear()
+        images = seed_images(wrapper, [1, 2, 3], model_kwargs={"noise_mode": mode})
+        assert images.shape[0] == 3 and calls == ([1, 1, 1] if mode == "random" else [3])
