@@ -74,8 +74,8 @@ def check(args: argparse.Namespace) -> None:
         raise common.UsageError(f"--n must be an int >= 2, got {args.n}")
     if args.resolution is not None and args.resolution < 1:
         raise common.UsageError(f"--resolution must be a positive int, got {args.resolution}")
-    if args.seed < 0:
-        raise common.UsageError(f"--seed must be >= 0, got {args.seed}")
+    if "model" in args.kinds:  # model image i comes from seed --seed + i
+        common.check_seed(args.seed + args.n - 1, "--seed + --n - 1")
 
 
 def _source(text: str, kind: str, role: str, args: argparse.Namespace):
