@@ -109,7 +109,8 @@ def sample_seeds(wrapper: Wrapper, seeds: Sequence[int], batch_size: int = 16, p
 def interpolate_seeds(wrapper: SphericalGenerator, seeds: Sequence[int], steps: int, prior: str | None = None,
                       model_kwargs: dict[str, Any] | None = None, convention: str = "torch",
                       **prior_params: Any) -> Tensor:
-    """Great-circle paths through the latents of `seeds` (see seed_latents) in order: [len(seeds) - 1, steps, C, H, W]."""
+    """Great-circle paths through the latents of `seeds` (see seed_latents) in order:
+    [len(seeds) - 1, steps, C, H, W]."""
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least two seeds to interpolate between, got {list(seeds)}")
     z = seed_latents(wrapper, seeds, prior, convention, **prior_params)

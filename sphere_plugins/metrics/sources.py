@@ -56,7 +56,8 @@ def batch_plan(
         return [partial(_resized, images[i: i + batch_size], resolution) for i in range(0, images.shape[0], batch_size)]
     if isinstance(source, (str, os.PathLike)):
         files = list_image_files(folder_of(source))[:n]
-        return [partial(read_image_files, files[i: i + batch_size], resolution) for i in range(0, len(files), batch_size)]
+        return [partial(read_image_files, files[i: i + batch_size], resolution)
+                for i in range(0, len(files), batch_size)]
     if isinstance(source, SeededImages):
         seeds = list(source.seeds)[:n]
         return [partial(_seeded, source, seeds[i: i + batch_size], resolution, name)
