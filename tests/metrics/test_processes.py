@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from sphere_plugins import wrap_autoencoder
 from sphere_plugins.metrics import SeededImages, compute_fid
-from sphere_plugins.models import ConvAutoencoder
+from sphere_plugins.nets import ConvAutoencoder
 
 N_REAL, N_FAKE, BATCH = 70, 90, 16
 

@@ -8,9 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sphere_plugins import load_model, wrap_generator
+from sphere_plugins import load_model, save_model, wrap_generator
 from sphere_plugins.generation import sample_seeds, seed_images, seed_latents
-from sphere_plugins.saving import save_model
 
 TINY = dict(resolution=8, channels=3, z_dim=16, w_dim=16, channel_max=8, seed=0)
 
