@@ -3,7 +3,8 @@
 Writes results/<suite>/{results.json, table.md, *.png} and results/report.md. Finished parts are cached
 under results/cache, so a re-run resumes. Bad input prints one line and exits with status 2; a suite that
 fails exits with status 1, keeping what finished. Runs under `accelerate launch`: the processes share training
-and the metrics, and the main one writes.
+and the sampling, autoencoder and finetune suites' metrics, and the main one writes (the dimension suite, whose
+parts stop on a time budget each process would judge alone, measures on the main one).
 """
 
 from __future__ import annotations
