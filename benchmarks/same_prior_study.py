@@ -34,8 +34,8 @@ EQUAL = "vmf-equal-params"  # the vMF mixture with as many parameters as the dia
 PRIOR_NAMES = {"plain": "plain prior", "gmm-full": "full-covariance Gaussian mixture",
                "gmm-diag": "diagonal Gaussian mixture", "vmf": "vMF mixture", EQUAL: "vMF mixture (equal parameters)"}
 ORDER = (*(label for label, _, _ in FITTED), EQUAL)  # the fitted priors in the tables' and records' order
-STUDY = "same-prior study"
-MAJORITY = "at a majority of the d_z (4 of the standard scale's 7), each in every seed"  # the measured_on of every record of the study
+STUDY = "same-prior study"  # the measured_on of every record of the study
+MAJORITY = "at a majority of the d_z measured (4 when all 7 of the standard scale are), each in every seed"
 
 
 def model_name(kind: str, args: dict) -> str | None:
