@@ -39,7 +39,8 @@ def mixture_parameters(kind: str, components: int, dim: int, covariance: str | N
     elif kind == "gmm" and covariance == "diag":
         per = 2 * dim
     else:
-        raise ValueError(f"expected kind 'vmf', or 'gmm' with covariance 'full' or 'diag'; got {kind!r}, {covariance!r}")
+        raise ValueError(f"expected kind 'vmf', or 'gmm' with covariance 'full' or 'diag'; "
+                         f"got {kind!r}, {covariance!r}")
     return components * per + components - 1
 
 
@@ -56,7 +57,8 @@ def nearest_distances(query: np.ndarray | Tensor, reference: np.ndarray | Tensor
     q = torch.as_tensor(np.asarray(query), dtype=torch.float32, device=device)
     r = torch.as_tensor(np.asarray(reference), dtype=torch.float32, device=device)
     if q.dim() != 2 or r.dim() != 2 or q.shape[1] != r.shape[1] or len(r) == 0:
-        raise ValueError(f"query [N, D] and reference [M >= 1, D] must share D, got {list(q.shape)} and {list(r.shape)}")
+        raise ValueError(f"query [N, D] and reference [M >= 1, D] must share D, got {list(q.shape)} and "
+                         f"{list(r.shape)}")
     out = [torch.cdist(q[i:i + chunk], r).min(dim=1).values for i in range(0, len(q), chunk)]
     return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 

@@ -17,7 +17,8 @@ def test_one_process_per_seed_and_shard_then_one_report_per_seed(tmp_path):
     single = worker_commands("dimension", [1], 1, tmp_path, None, [])
     assert "--shard" not in single[0][1] and "--time-budget" not in single[0][1]
     reports = report_commands("dimension", [0, 2], tmp_path, ["--scale", "standard"])
-    assert [c[-4:] for _, c in reports] == [["--out", str(tmp_path / f"seed-{s}"), "--time-budget", "0"] for s in (0, 2)]
+    expected = [["--out", str(tmp_path / f"seed-{s}"), "--time-budget", "0"] for s in (0, 2)]
+    assert [c[-4:] for _, c in reports] == expected
 
 
 def test_processes_still_running_at_the_hard_limit_are_stopped(tmp_path):
