@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from sphere_plugins.errors import SpherePluginsError
+from sphere_plugins.files import honour_umask
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # format 1 (no manifest digest) is still read
@@ -196,6 +197,7 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
     save_file({k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}, str(tmp / "extra.safetensors"))
     files = {}
     for name in _FILES:
+        honour_umask(tmp / name)  # safetensors creates its files 0600
         _fsync(tmp / name)
         files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)}
     try:  # the digest is over the record as JSON reads it back (int keys become strings, tuples lists)

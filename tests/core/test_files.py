@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sphere_plugins.files import atomic_path, atomic_write
@@ -34,3 +36,15 @@ def test_atomic_path_creates_the_folder(tmp_path):
     with atomic_path(tmp_path / "new" / "t.txt") as tmp:
         tmp.write_text("x")
     assert (tmp_path / "new" / "t.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_permissions_the_umask_allows(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.bin", lambda handle: handle.write(b"x"))
+        with atomic_path(tmp_path / "b.png") as tmp:
+            tmp.write_bytes(b"png")
+    finally:
+        os.umask(old)
+    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "a.bin", tmp_path / "b.png")] == [oct(mode)] * 2
