@@ -28,7 +28,13 @@ from sphere_plugins.adapter import (
     unregister,
 )
 from sphere_plugins.checkpoint import CheckpointError
-from sphere_plugins.errors import DataFileError, UnknownAdapterError, UnknownPriorError
+from sphere_plugins.errors import (
+    DataFileError,
+    OutputFolderError,
+    SavedFolderError,
+    UnknownAdapterError,
+    UnknownPriorError,
+)
 from sphere_plugins.fitted_prior import FittedSpherePrior, fit_sphere_prior
 from sphere_plugins.latent import SphericalLatent, centerize, centerize_spherize, slerp, spherize
 from sphere_plugins.loss import SAELoss, SVAELoss, VAELoss
@@ -41,13 +47,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderAdapter", "AutoencoderOutput", "CheckpointError", "CorruptWeightsError", "DataFileError",
-    "FittedSpherePrior", "GeneratorAdapter", "MissingWeightsError", "ModelKwarg", "ModelScheme", "SAELoss",
-    "SVAELoss", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator", "SphericalLatent",
-    "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError", "UnsafePickleError",
-    "VAELoss", "centerize", "centerize_spherize", "check_adapter_options", "fit_sphere_prior",
+    "FittedSpherePrior", "GeneratorAdapter", "MissingWeightsError", "ModelKwarg", "ModelScheme", "OutputFolderError",
+    "SAELoss", "SVAELoss", "SavedFolderError", "SpherePluginsError", "SphericalAutoencoder", "SphericalGenerator",
+    "SphericalLatent", "TrainableGenerator", "UnknownAdapterError", "UnknownModelError", "UnknownPriorError",
+    "UnsafePickleError", "VAELoss", "centerize", "centerize_spherize", "check_adapter_options", "fit_sphere_prior",
     "get_plugin_manager", "get_prior", "hookimpl", "list_priors", "list_schemes", "load_model", "plugin_names",
-    "register", "sample_prior", "save_model", "slerp", "spec_value", "spherize", "trainable_generators",
-    "unregister", "wrap_autoencoder", "wrap_generator",
+    "register", "sample_prior", "save_model", "slerp", "spec_value", "spherize", "trainable_generators", "unregister",
+    "wrap_autoencoder", "wrap_generator",
 ]
 
 # Names the top level exported before it was trimmed to the plugin layer: importable for one more release,

@@ -78,6 +78,16 @@ class UnsafePickleError(SpherePluginsError, ValueError):
     """Raised when a pickle names a global outside the allowed set; nothing from it was executed."""
 
 
+class SavedFolderError(SpherePluginsError, ValueError):
+    """Raised when a saved folder (save_pretrained, a plugin's model folder) is incomplete, malformed or hostile;
+    the message names the file and the field. Nothing was built from it beyond what its files hold."""
+
+
+class OutputFolderError(SpherePluginsError, ValueError):
+    """Raised before writing into a folder that holds files this project did not write, or before replacing one
+    of them; the message names the folder and nothing in it was changed."""
+
+
 class DataFileError(SpherePluginsError, ValueError):
     """Raised when a data file is missing, truncated or not what its name promises; the message names the file."""
 

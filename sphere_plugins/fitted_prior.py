@@ -69,8 +69,12 @@ class FittedSpherePrior(nn.Module):
         _check_kind(kind)
         if kind == "gmm" and covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
+        if type(components) is not int or components < 1:
+            raise ValueError(f"components must be a positive int, got {components!r}")
+        if not isinstance(subspace, bool):
+            raise ValueError(f"subspace must be True or False, got {subspace!r}")
+        dim = _code_size(z_shape) - int(subspace)
         self.kind, self.covariance = kind, covariance if kind == "gmm" else None
-        dim = math.prod(z_shape) - int(subspace)
         self.register_buffer("z_shape", torch.tensor(tuple(z_shape), dtype=torch.int64))
         self.register_buffer("subspace", torch.tensor(bool(subspace)))
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
@@ -108,11 +112,27 @@ class FittedSpherePrior(nn.Module):
         """The config() of the prior a state_dict was taken from (it is inferable from the buffers)."""
         missing = {"z_shape", "subspace", "weights", "means"} - set(state)
         if missing or ("kappas" in state) == ("scale_tril" in state):
-            raise ValueError(f"not a FittedSpherePrior state: keys {sorted(state)}")
-        config = {"kind": "vmf" if "kappas" in state else "gmm", "components": int(state["weights"].shape[0]),
-                  "z_shape": [int(s) for s in state["z_shape"]], "subspace": bool(state["subspace"])}
+            raise ValueError(f"not a FittedSpherePrior state: keys {sorted(state)[:10]}")
+        z_shape, subspace, weights = state["z_shape"], state["subspace"], state["weights"]
+        if z_shape.dim() != 1 or z_shape.is_floating_point() or subspace.shape != () or weights.dim() != 1:
+            raise ValueError(f"not a FittedSpherePrior state: z_shape {list(z_shape.shape)} ({z_shape.dtype}), "
+                             f"subspace {list(subspace.shape)}, weights {list(weights.shape)}")
+        config = {"kind": "vmf" if "kappas" in state else "gmm", "components": int(weights.shape[0]),
+                  "z_shape": [int(s) for s in z_shape], "subspace": bool(subspace)}
         if config["kind"] == "gmm":
             config["covariance"] = "full" if state["scale_tril"].dim() == 3 else "diag"
+        # Every buffer's shape follows from the config: check them all before anything of that size is built.
+        k, dim = config["components"], _code_size(config["z_shape"]) - int(config["subspace"])
+        expected = {"weights": (k,), "means": (k, dim), "scale": ()}
+        if config["kind"] == "vmf":
+            expected["kappas"] = (k,)
+        else:
+            expected["scale_tril"] = (k, dim, dim) if config["covariance"] == "full" else (k, dim)
+        wrong = [f"{name} {list(state[name].shape)} (expected {list(shape)})" for name, shape in expected.items()
+                 if name in state and tuple(state[name].shape) != shape]
+        if wrong:
+            raise ValueError(f"FittedSpherePrior state does not fit its z_shape {config['z_shape']} and "
+                             f"{k} component(s): {', '.join(wrong)}")
         return config
 
     @classmethod
@@ -147,6 +167,17 @@ class FittedSpherePrior(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+
+def _code_size(z_shape: Any) -> int:
+    """Entries of one code of shape `z_shape` (positive ints); ValueError otherwise."""
+    try:
+        shape = tuple(z_shape)
+    except TypeError:
+        shape = None
+    if not shape or len(shape) > 8 or not all(type(s) is int and 0 < s < 1 << 31 for s in shape):
+        raise ValueError(f"z_shape must be up to 8 positive ints, got {z_shape!r}")
+    return math.prod(shape)
 
 
 def _check_kind(kind: Any) -> None:

@@ -78,6 +78,21 @@ def sphere_save_model(model: Any, folder: Any) -> str | None:
 
 
 @hookspec
+def sphere_register_saved_modules(register: Callable[[str, type], None]) -> None:
+    """Name the classes a saved folder may rebuild as a wrapper's extra submodule: call `register(name, cls)`.
+
+    `cls` is an nn.Module subclass with `get_config()` (a JSON-able dict) and a classmethod
+    `from_config(config)` that builds it with the shapes its state needs; the tensors load afterwards.
+    `save_pretrained` writes `name` for a submodule of class `cls` into sphere_model.json and refuses a
+    submodule of an unregistered class; loading looks the recorded name up here and never imports a path
+    named in a file, so only registered classes can be built from a folder. `from_config` must build on
+    whatever device is current (the loader first lays the module out on the meta device and compares its
+    shapes with the saved tensors) and must validate its config. Called for every plugin, oldest first; a
+    name another plugin registered for a different class is an error.
+    """
+
+
+@hookspec
 def sphere_model_schemes() -> list[Any]:
     """Return a `sphere_plugins.ModelScheme` for every spec scheme your `sphere_load_model` handles.
 

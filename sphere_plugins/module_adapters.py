@@ -17,8 +17,8 @@ from torch import nn
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.nets import ConvAutoencoder, EncoderDecoder
 from sphere_plugins.offers import ModelScheme
-from sphere_plugins.saving import read_module_folder, save_module_folder
 from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
+from sphere_plugins.module_folder import checked_ints, load_module_folder, save_module_folder
 
 
 def _declared_shape(model: Any, options: dict[str, Any]) -> tuple[int, ...] | None:
@@ -79,13 +79,19 @@ SAVED_FORMAT = "sphere-plugins-builtin"
 TINY_AE_DEFAULTS = {"channels": 1, "resolution": 16, "z_dim": 10, "width": 32}
 
 
+# The arguments a saved ConvAutoencoder may record, with their bounds.
+SAVED_ARGUMENTS = {"channels": (1, 64), "resolution": (4, 1 << 14), "z_dim": (1, 1 << 24), "width": (1, 1 << 16),
+                   "heads": (1, 64)}
+
+
+def _build_saved(config: dict[str, Any]) -> ConvAutoencoder:
+    return ConvAutoencoder(**checked_ints(config.get("config"), SAVED_ARGUMENTS, "field 'config'"))
+
+
 def _load_saved(folder: Path, options: dict[str, Any]) -> ConvAutoencoder:
     if options:
         raise ValueError(f"a saved built-in model takes no options, got {sorted(options)}")
-    config, state = read_module_folder(folder, SAVED_FORMAT)
-    model = ConvAutoencoder(**config["config"])
-    model.load_state_dict(state)
-    return model.eval()
+    return load_module_folder(folder, SAVED_FORMAT, _build_saved)[1].eval()
 
 
 @hookimpl(trylast=True)

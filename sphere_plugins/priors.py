@@ -19,6 +19,7 @@ from torch import Tensor
 
 from sphere_plugins import plugins
 from sphere_plugins.errors import UnknownPriorError
+from sphere_plugins.fitted_prior import FittedSpherePrior
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.latent import Dims, centerize, group_size, vector_dims
 
@@ -192,6 +193,11 @@ def sphere_register_priors(register: Callable[..., None]) -> None:
     register("rademacher", _rademacher, "+1 or -1 with probability 1/2 each")
     register("bernoulli", _bernoulli, "1 with probability p, else 0", p=0.5)
 
+
+
+@hookimpl
+def sphere_register_saved_modules(register: Callable[[str, type], None]) -> None:
+    register("FittedSpherePrior", FittedSpherePrior)
 
 def redraw_degenerate(z: Tensor, draw: Callable[[int], Tensor], dims: Dims = None, center: bool = True,
                       what: str = "the prior", max_rounds: int = 16) -> Tensor:

@@ -1,43 +1,44 @@
 """save_pretrained / load_pretrained of the spherical wrappers: settings as JSON, the model through the
-`sphere_save_model` hook of the plugin that owns it, and any wrapper state beyond the model as safetensors.
+`sphere_save_model` hook of the plugin that owns it, and the wrapper's own tensors as safetensors.
 
 A folder holds `sphere_model.json` (center, spherize, radius, dims, z_shape, prior and its parameters,
-adapter options, the scheme that reloads the model, extra submodules), `model/` (written by the plugin) and,
-when the wrapper has tensors of its own (a fitted prior, ...), `wrapper_state.safetensors`.
-Extra submodules are rebuilt with `cls.from_config(config)` from their `get_config()` before their tensors load.
+adapter options, the scheme that reloads the model, extra submodules), `model/` (written by the plugin) and
+`wrapper_state.safetensors` (the wrapper's tensors beyond the model's: a fitted prior, ...; none is empty).
 This module is the built-in plugin of the "saved" scheme: `load_model("saved:DIR")` (or a plain DIR) and
-`save_model(wrapper, DIR)` reach it through the same hooks as any plugin's models.
+`save_model(wrapper, DIR)` reach it through the same hooks as any plugin's models, and save_model writes only
+into a folder of ours (sphere_plugins.output_folder). A saved folder is untrusted input: every field is
+checked, every path stays inside the folder, extra submodules are rebuilt with `cls.from_config(config)` of a
+class registered through `sphere_register_saved_modules` once their layout fits the saved tensors
+(sphere_plugins.layout), and anything wrong ends in SavedFolderError.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from sphere_plugins import plugins
-from sphere_plugins.errors import MissingWeightsError
-from sphere_plugins.files import atomic_write
+from sphere_plugins.errors import MissingWeightsError, SavedFolderError, SpherePluginsError
 from sphere_plugins.hookspecs import hookimpl
+from sphere_plugins.layout import build_to_fit, inside, load_tensors, tensor_shapes
+from sphere_plugins.module_folder import jsonable, write_safetensors
 from sphere_plugins.offers import ModelScheme
-from sphere_plugins.schemes import load_model, save_model
+from sphere_plugins.saved_modules import saved_module_classes, saved_module_name
+from sphere_plugins.saved_record import FORMAT, FORMAT_VERSION, WRAPPER_CONFIG, read_settings
+from sphere_plugins.schemes import load_model, write_model
 from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
 
 SCHEME = "saved"
-# A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
-WRAPPER_CONFIG = "sphere_model.json"
-FORMAT = "sphere-plugins-wrapper"
-FORMAT_VERSION = 1
 MODEL_FOLDER = "model"
 STATE_FILE = "wrapper_state.safetensors"
 # Submodules every wrapper rebuilds from its settings; any other child is an extra saved with its config.
 _OWN_CHILDREN = ("model", "latent", "loss_fn")
+# Attributes a wrapper declares as None until an extra submodule fills them.
+_EXTRA_SLOTS = ("fitted_prior",)
 
 
 def _version(distribution: str) -> str | None:
@@ -45,17 +46,6 @@ def _version(distribution: str) -> str | None:
         return version(distribution)
     except PackageNotFoundError:
         return None
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, where) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"{where} = {value!r} ({type(value).__name__}) cannot be saved as JSON; "
-                     "save_pretrained stores plain numbers, strings, lists and dicts")
 
 
 def source_model(wrapper: nn.Module) -> Any:
@@ -75,8 +65,8 @@ def _extra_children(wrapper: nn.Module) -> dict[str, dict[str, Any]]:
         if not (callable(getattr(child, "get_config", None)) and callable(getattr(cls, "from_config", None))):
             raise ValueError(f"the wrapper's submodule {name!r} ({cls.__name__}) has no get_config()/from_config(); "
                              "save_pretrained cannot rebuild it")
-        extras[name] = {"class": f"{cls.__module__}:{cls.__qualname__}",
-                        "config": _jsonable(child.get_config(), f"{name}.get_config()")}
+        extras[name] = {"class": saved_module_name(cls),
+                        "config": jsonable(child.get_config(), f"{name}.get_config()")}
     return extras
 
 
@@ -91,83 +81,119 @@ def settings(wrapper: nn.Module) -> dict[str, Any]:
         "center": latent.center,
         "spherize": latent.spherize,
         "radius": latent.radius,
-        "dims": _jsonable(latent.dims, "dims"),
+        "dims": jsonable(latent.dims, "dims"),
         "z_shape": None if wrapper.z_shape is None else list(wrapper.z_shape),
         "prior": wrapper.prior,
-        "prior_params": _jsonable(wrapper.prior_params, "prior_params"),
+        "prior_params": jsonable(wrapper.prior_params, "prior_params"),
         "latent_noise": float(getattr(wrapper, "latent_noise", 0.0) or 0.0),
-        "options": _jsonable(options, "adapter options"),
+        "options": jsonable(options, "adapter options"),
         "extra_modules": _extra_children(wrapper),
         "versions": {name: _version(name) for name in ("sphere-plugins", "torch")},
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+def _write_json(path: Path, record: Any) -> None:
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def save_pretrained(wrapper: nn.Module, folder: str | os.PathLike) -> Path:
-    """Write `wrapper` to `folder` so that load_pretrained(folder) returns an equal wrapper."""
+def save_pretrained(wrapper: nn.Module, folder: Path) -> None:
+    """Write `wrapper`'s files into `folder`, the new empty folder sphere_save_model receives (save_model(wrapper,
+    DIR), which wrapper.save_pretrained(DIR) calls, commits them to DIR), so that load_pretrained returns an equal
+    wrapper."""
     record = settings(wrapper)  # fails on unsaveable settings before anything is written
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"folder must be a directory to write into, got the file {str(folder)!r}")
-    folder.mkdir(parents=True, exist_ok=True)
-    model = source_model(wrapper)
-    model_folder = folder / MODEL_FOLDER
-    if model_folder.exists():
-        shutil.rmtree(model_folder)
-    model_folder.mkdir()
+    (folder / MODEL_FOLDER).mkdir()
+    record["model"] = {"scheme": write_model(source_model(wrapper), folder / MODEL_FOLDER), "path": MODEL_FOLDER}
+    # Written even when empty, so that saving again replaces the tensors of an earlier save.
+    own = {k: v for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
+    write_safetensors(folder / STATE_FILE, own)
+    _write_json(folder / WRAPPER_CONFIG, record)
+
+
+def _extra_module(wrapper: nn.Module, name: str, entry: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                  where: str) -> nn.Module:
+    """The extra submodule `name` of the record, of a registered class, built only once it fits its saved tensors."""
+    field = f"{where}: field 'extra_modules.{name[:40]}"
+    if (name in _OWN_CHILDREN or not name.isidentifier() or name.startswith("_")
+            or (hasattr(wrapper, name) and not (name in _EXTRA_SLOTS and getattr(wrapper, name) is None))):
+        raise SavedFolderError(f"{field}': {name[:40]!r} is not a name an extra submodule may take (it is the "
+                               "wrapper's own attribute, or not an identifier)")
+    registered = saved_module_classes()
+    cls = registered.get(entry["class"])
+    if cls is None:
+        raise SavedFolderError(f"{field}.class': {entry['class'][:60]!r} is not registered for saving; registered: "
+                               f"{', '.join(sorted(registered)) or 'none'} (plugins add classes with "
+                               "sphere_register_saved_modules)")
+    prefix = name + "."
+    own = {key[len(prefix):]: shape for key, shape in shapes.items() if key.startswith(prefix)}
+    return build_to_fit(lambda: cls.from_config(entry["config"]), own, f"{field}.config'", STATE_FILE)
+
+
+def _load_state(wrapper: nn.Module, state_path: Path, shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Load wrapper_state.safetensors after checking it holds exactly the wrapper's own tensors, shapes included."""
+    expected = {k: tuple(v.shape) for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
+    if shapes is None:
+        if expected:
+            raise MissingWeightsError(STATE_FILE, str(state_path.parent), "Loading the saved wrapper's own tensors "
+                                      f"({', '.join(sorted(expected)[:5])})")
+        return
+    if shapes != expected:
+        missing = sorted(set(expected) - set(shapes))[:5]
+        unexpected = sorted(k[:60] for k in set(shapes) - set(expected))[:5]
+        wrong = [k for k in sorted(set(shapes) & set(expected)) if shapes[k] != expected[k]][:5]
+        raise SavedFolderError(f"{str(state_path)!r} does not fit the wrapper sphere_model.json describes: missing "
+                               f"{missing}, unexpected {unexpected}, wrong shape {wrong}")
     try:
-        scheme = save_model(model, model_folder)
-    except ValueError:
-        model_folder.rmdir()
+        missing, unexpected = wrapper.load_state_dict(load_tensors(state_path), strict=False)
+    except SpherePluginsError:
         raise
-    record["model"] = {"scheme": scheme, "path": MODEL_FOLDER}
-    extra_state = {k: v for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
-    state_path = folder / STATE_FILE
-    if extra_state:
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().cpu().contiguous() for k, v in extra_state.items()}, str(state_path))
-    elif state_path.exists():
-        state_path.unlink()
-    _write_text(folder / WRAPPER_CONFIG, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return folder
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise SavedFolderError(f"{str(state_path)!r}: {str(error).splitlines()[0][:200]}") from None
+    missing = [k for k in missing if not k.startswith("model.")]
+    if missing or unexpected:
+        raise SavedFolderError(f"{str(state_path)!r} does not fit the rebuilt wrapper: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}")
 
 
-def read_settings(folder: Path) -> dict[str, Any]:
-    """The checked sphere_model.json of a save_pretrained folder."""
-    path = folder / WRAPPER_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"no {WRAPPER_CONFIG} in {str(folder)!r}: expected a folder written by "
-                                "save_pretrained")
+def _load_model(record: dict[str, Any], folder: Path, where: str, load_options: dict[str, Any]) -> Any:
+    """The bare model of a saved wrapper, from its sub-folder (which must lie inside the saved folder)."""
+    path = folder / record["model"]["path"]
+    inside(folder, path, f"{where}: field 'model.path'")
+    if not path.is_dir():
+        raise SavedFolderError(f"{where}: field 'model.path' names {str(path)!r}, which is not a folder")
+    _refuse_links_out(folder, path, where)
+    scheme = record["model"]["scheme"]
     try:
-        record = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a {FORMAT} record (expected 'format': '{FORMAT}')")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r} has format_version {record.get('format_version')!r}; this version of "
-                         f"sphere-plugins reads {FORMAT_VERSION}")
-    return record
+        return load_model(f"{scheme}:{path}", **load_options)
+    except SpherePluginsError:
+        raise
+    except Exception as error:  # a plugin's loader failing on a malformed model folder
+        raise SavedFolderError(f"{str(path)!r} (field 'model.scheme' {scheme[:40]!r} of {where}) cannot be "
+                               f"loaded: {type(error).__name__}: {str(error)[:200]}") from None
 
 
-def _extra_class(name: str, entry: dict[str, Any]) -> type[nn.Module]:
-    module_name, _, qualname = str(entry.get("class", "")).partition(":")
-    allowed = {"sphere_plugins"} | {type(p).__module__.split(".")[0] if not hasattr(p, "__file__")
-                                    else p.__name__.split(".")[0]
-                                    for _, p in plugins.get_plugin_manager().list_name_plugin()}
-    if module_name.split(".")[0] not in allowed:
-        raise ValueError(f"extra module {name!r} names the class {entry.get('class')!r} outside sphere_plugins and "
-                         f"the loaded plugins ({', '.join(sorted(allowed))}); refusing to import it")
-    found: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    if not (isinstance(found, type) and issubclass(found, nn.Module)):
-        raise ValueError(f"extra module {name!r}: {entry.get('class')!r} is not an nn.Module class")
-    return found
+def _refuse_links_out(folder: Path, model_folder: Path, where: str, limit: int = 10_000) -> None:
+    """SavedFolderError if a link in the model's folder leads outside the saved folder (or it is too big to walk)."""
+    for count, path in enumerate(model_folder.rglob("*")):
+        if count >= limit:
+            raise SavedFolderError(f"{where}: the model folder {str(model_folder)!r} holds more than {limit} entries")
+        if path.is_symlink():
+            inside(folder, path, where)
+
+
+def _wrap(model: Any, record: dict[str, Any], where: str) -> nn.Module:
+    dims = record["dims"] if record["dims"] is None or isinstance(record["dims"], int) else tuple(record["dims"])
+    common = dict(spherize=record["spherize"], center=record["center"], radius=record["radius"], dims=dims,
+                  options=record["options"], prior=record["prior"], **record["prior_params"])
+    if record["z_shape"] is not None:
+        common["z_shape"] = tuple(record["z_shape"])
+    if record["role"] == "autoencoder" and record["latent_noise"]:
+        common["latent_noise"] = record["latent_noise"]
+    wrap = wrap_autoencoder if record["role"] == "autoencoder" else wrap_generator
+    try:
+        return wrap(model, **common)
+    except Exception as error:  # the adapters' and the wrapper's checks of the recorded settings
+        raise SavedFolderError(f"{where}: the recorded settings do not fit the model: {type(error).__name__}: "
+                               f"{str(error).splitlines()[0][:300] if str(error) else ''}") from None
 
 
 def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module:
@@ -175,63 +201,18 @@ def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module
     `load_options` go to the model's loader. Call .train() before fine-tuning it."""
     folder = Path(folder).expanduser()
     record = read_settings(folder)
-    model_entry = record["model"]
-    model = load_model(f"{model_entry['scheme']}:{folder / model_entry['path']}", **load_options)
-    dims = record["dims"] if record["dims"] is None or isinstance(record["dims"], int) else tuple(record["dims"])
-    common = dict(spherize=record["spherize"], center=record["center"], radius=record["radius"], dims=dims,
-                  options=record["options"], prior=record["prior"], **record["prior_params"])
-    if record["z_shape"] is not None:
-        common["z_shape"] = tuple(record["z_shape"])
-    if record["role"] == "autoencoder" and record.get("latent_noise"):
-        common["latent_noise"] = record["latent_noise"]
-    wrap = wrap_autoencoder if record["role"] == "autoencoder" else wrap_generator
-    wrapper = wrap(model, **common)
-    for name, entry in record.get("extra_modules", {}).items():
-        setattr(wrapper, name, _extra_class(name, entry).from_config(entry["config"]))
+    where = repr(str(folder / WRAPPER_CONFIG))
     state_path = folder / STATE_FILE
-    if state_path.is_file():
-        from safetensors.torch import load_file
-
-        missing, unexpected = wrapper.load_state_dict(load_file(str(state_path)), strict=False)
-        missing = [k for k in missing if not k.startswith("model.")]
-        if missing or unexpected:
-            raise ValueError(f"{str(state_path)!r} does not fit the rebuilt wrapper: missing {missing}, "
-                             f"unexpected {unexpected}")
+    shapes = None
+    if state_path.exists() or state_path.is_symlink():
+        inside(folder, state_path, f"{where}: {STATE_FILE}")
+        shapes = tensor_shapes(state_path)
+    wrapper = _wrap(_load_model(record, folder, where, load_options), record, where)
+    for name, entry in record["extra_modules"].items():
+        setattr(wrapper, name, _extra_module(wrapper, name, entry, shapes or {}, where))
+    _load_state(wrapper, state_path, shapes)
     device = next((p.device for p in wrapper.parameters()), None)
     return (wrapper.to(device) if device is not None else wrapper).eval()
-
-
-def save_module_folder(module: nn.Module, folder: Path, config: dict[str, Any]) -> None:
-    """Plugins' helper: `config` as config.json and the module's state as model.safetensors in `folder`."""
-    from safetensors.torch import save_file
-
-    text = json.dumps(_jsonable(config, "config"), indent=2, sort_keys=True) + "\n"
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    _write_text(folder / "config.json", text)
-
-
-def read_module_folder(folder: Path, expected_format: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Plugins' helper: (config, state) of a folder save_module_folder wrote with config['format'] set."""
-    from safetensors.torch import load_file
-
-    config_path, weights = folder / "config.json", folder / "model.safetensors"
-    for path in (config_path, weights):
-        if not path.is_file():
-            raise MissingWeightsError(path.name, str(folder.resolve()), f"Loading the saved model {str(folder)!r}")
-    try:
-        config = json.loads(config_path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{str(config_path)!r} is not valid JSON: {error}") from None
-    if not isinstance(config, dict) or config.get("format") != expected_format:
-        raise ValueError(f"{str(config_path)!r} is not a {expected_format} config "
-                         f"(expected 'format': '{expected_format}')")
-    try:
-        state = load_file(str(weights))
-    except Exception as error:
-        raise ValueError(f"{str(weights)!r} is not a readable safetensors file ({error}); save the model again "
-                         "or delete the folder") from None
-    return config, state
 
 
 def _is_wrapper_folder(path: Path) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sphere_plugins.errors import UnknownModelError
 from sphere_plugins.offers import ModelScheme, TrainableGenerator
+from sphere_plugins.output_folder import OutputFolder
 from sphere_plugins.plugins import get_plugin_manager, plugin_names, plugin_version
 
 
@@ -110,18 +111,24 @@ def _looks_like_path(spec: str) -> bool:
 
 def save_model(model: Any, folder: str | os.PathLike) -> str:
     """Write `model` (a bare model, or a spherical wrapper) to `folder` through the plugin that owns it; returns
-    the scheme that reloads it (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`). A folder
-    this call created is removed again when nothing could be written into it."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"folder must be a directory to write into, got the file {str(folder)!r}")
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        scheme = get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
-    finally:
-        if created and not any(folder.iterdir()):
-            folder.rmdir()
+    the scheme that reloads it (`load_model(f"{scheme}:{folder}")`, or simply `load_model(folder)`).
+
+    The folder must be new, empty or one sphere-plugins wrote (OutputFolderError otherwise, before anything is
+    written); the plugin writes into a staging folder, then its files replace only files of ours
+    (sphere_plugins.output_folder). A folder this call created is removed again when nothing could be written.
+    """
+    out = OutputFolder(folder)
+    with out.staging() as stage:
+        scheme = write_model(model, stage)
+        out.commit(stage)
+    return scheme
+
+
+def write_model(model: Any, folder: Path) -> str:
+    """Write `model` into `folder`, a new empty folder, through the sphere_save_model hook; returns the scheme.
+    save_model adds the output-folder rule around it; a plugin writing a model inside its own files (a
+    wrapper's DIR/model) calls this directly."""
+    scheme = get_plugin_manager().hook.sphere_save_model(model=model, folder=folder)
     if scheme is None:
         raise ValueError(f"no plugin can save a model of type {type(model).__module__}.{type(model).__qualname__}; "
                          f"plugins loaded: {', '.join(plugin_names())}. Implement "

@@ -7,13 +7,16 @@ import pytest
 import torch
 from torch import nn
 
+import sphere_plugins
 from sphere_plugins import (
     SphericalAutoencoder,
     SphericalGenerator,
+    hookimpl,
     load_model,
     wrap_autoencoder,
     wrap_generator,
 )
+from sphere_plugins.errors import SavedFolderError
 from sphere_plugins.nets import ConvAutoencoder
 
 
@@ -63,17 +66,38 @@ class Scale(nn.Module):
         return cls(**config)
 
 
-def test_extra_wrapper_submodules_and_their_buffers_are_saved(tmp_path, monkeypatch):
-    import sphere_plugins.saving as saving
+class RegistersScale:
+    @hookimpl
+    def sphere_register_saved_modules(self, register):
+        register("Scale", Scale)
 
-    monkeypatch.setattr(saving, "_extra_class", lambda name, entry: Scale)
+
+@pytest.fixture
+def scale_registered():
+    plugin = RegistersScale()
+    sphere_plugins.register(plugin, name="registers-scale")
+    yield
+    sphere_plugins.unregister(plugin)
+
+
+def test_extra_wrapper_submodules_and_their_buffers_are_saved(tmp_path, scale_registered):
     sae = _tiny_sae()
     sae.extra_scale = Scale(6)
     sae.extra_scale.mean += torch.arange(6.0)
     sae.save_pretrained(tmp_path)
     assert (tmp_path / "wrapper_state.safetensors").is_file()
+    assert json.loads((tmp_path / "sphere_model.json").read_text())["extra_modules"]["extra_scale"]["class"] == "Scale"
     loaded = load_model(tmp_path)
     assert torch.equal(loaded.extra_scale.mean, torch.arange(6.0))
+
+
+def test_a_submodule_of_an_unregistered_class_is_refused_before_writing(tmp_path):
+    sae = _tiny_sae()
+    sae.extra_scale = Scale(6)
+    with pytest.raises(ValueError, match="Scale cannot be saved: its class is not registered.*"
+                                         "sphere_register_saved_modules"):
+        sae.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["vmf", "gmm"])
@@ -90,14 +114,20 @@ def test_a_fitted_prior_and_latent_noise_survive_save_and_load(tmp_path, kind):
     assert torch.equal(got, expected)
 
 
-def test_extra_module_classes_outside_the_loaded_plugins_are_refused(tmp_path):
+@pytest.mark.parametrize("named", ["os:system", "sphere_plugins.__main__:X", "sphere_plugins.fitted_prior:FittedSpherePrior"])
+def test_an_extra_module_class_is_looked_up_among_registered_names_never_imported(tmp_path, named, monkeypatch):
+    import sys
+
     sae = _tiny_sae()
     sae.save_pretrained(tmp_path)
     record = json.loads((tmp_path / "sphere_model.json").read_text())
-    record["extra_modules"] = {"evil": {"class": "os:system", "config": {}}}
+    record["extra_modules"] = {"evil": {"class": named, "config": {}}}
     (tmp_path / "sphere_model.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="refusing to import"):
+    monkeypatch.delitem(sys.modules, "sphere_plugins.__main__", raising=False)
+    with pytest.raises(SavedFolderError, match=r"field 'extra_modules.evil.class': .* is not registered for saving; "
+                                               "registered: FittedSpherePrior"):
         load_model(tmp_path)
+    assert "sphere_plugins.__main__" not in sys.modules
 
 
 def test_torch_save_of_a_wrapper_points_to_save_pretrained(tmp_path):
