@@ -13,6 +13,7 @@ from typing import Any
 
 from sphere_plugins import jsontext
 from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
+from sphere_plugins.files import atomic_write
 from sphere_plugins.generation import MAX_SEED, SEED_CONVENTIONS
 from sphere_plugins.plugins import plugin_distributions
 from sphere_plugins.schemes import infer_scheme, list_schemes, spec_value
@@ -140,11 +141,16 @@ def check_data(spec: str, argument: str = "--data") -> None:
         raise UsageError(f"{argument} {spec!r}: {error}") from None
 
 
-def check_out(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {path!r} is a file; expected a folder to write into")
-    return out
+def check_out(path: str, outputs: list[str], argument: str = "--out") -> Path:
+    """The output folder, checked before any work: new, empty or written by sphere-plugins, and none of `outputs`
+    (the names the command writes; "x/" a folder) a file of the user's. Nothing is created yet."""
+    from sphere_plugins.output_folder import OutputFolder
+
+    try:
+        OutputFolder(path).check(outputs)
+    except ValueError as error:
+        raise UsageError(f"{argument}: {error}") from None
+    return Path(path).expanduser()
 
 
 def versions() -> dict[str, str | None]:
@@ -159,9 +165,8 @@ def versions() -> dict[str, str | None]:
 def write_record(out: Path, name: str, args: argparse.Namespace, **extra: Any) -> Path:
     """The options of this run and the library versions, as JSON beside its outputs."""
     options = {k: v for k, v in vars(args).items() if k != "run"}
-    path = out / name
-    path.write_text(jsontext.dumps({"options": options, "versions": versions(), **extra}, indent=2, default=str) + "\n")
-    return path
+    text = jsontext.dumps({"options": options, "versions": versions(), **extra}, indent=2, default=str) + "\n"
+    return atomic_write(out / name, lambda handle: handle.write(text.encode()))
 
 
 def load_wrapped_generator(spec: str, args: argparse.Namespace, options: dict[str, Any]):
@@ -222,8 +227,9 @@ def check_model_kwargs(wrapper: Any, args: argparse.Namespace) -> None:
                              f"{keyword!r}")
 
 
-def check_sphere_options(args: argparse.Namespace) -> None:
-    """Check what add_sphere_options and add_common parse for a generator SPEC; sets prior_params, options, out_dir."""
+def check_sphere_options(args: argparse.Namespace, outputs: list[str]) -> None:
+    """Check what add_sphere_options and add_common parse for a generator SPEC and that --out may receive
+    `outputs`; sets prior_params, options, out_dir."""
     if args.radius is not None and not args.radius > 0:
         raise UsageError(f"--radius must be positive, got {args.radius}")
     args.prior_params = pairs(args.prior_param, "--prior-param")
@@ -234,7 +240,7 @@ def check_sphere_options(args: argparse.Namespace) -> None:
             raise UsageError("--seed-convention nvlabs draws N(0, I) latents as NVIDIA's generate.py does; drop "
                              f"--prior {args.prior} / --prior-param or use --seed-convention torch")
     check_spec(args.spec)
-    args.out_dir = check_out(args.out)
+    args.out_dir = check_out(args.out, outputs)
 
 
 def add_sphere_options(parser: argparse.ArgumentParser) -> None:

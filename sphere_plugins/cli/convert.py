@@ -33,7 +33,7 @@ def check(args: argparse.Namespace) -> None:
         raise common.UsageError(f"no file {args.source!r}; expected an NVIDIA network pickle")
     common.check_spec(args.source, "NVIDIA.pkl")
     args.options = common.pairs(args.option, "--option")
-    args.out_dir = common.check_out(args.out)
+    args.out_dir = common.check_out(args.out, [], "OUT")
 
 
 def run(args: argparse.Namespace) -> int:

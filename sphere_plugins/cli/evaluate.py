@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import warnings
 
@@ -76,6 +77,35 @@ def check(args: argparse.Namespace) -> None:
         raise common.UsageError(f"--resolution must be a positive int, got {args.resolution}")
     if "model" in args.kinds:  # model image i comes from seed --seed + i
         common.check_seed(args.seed + args.n - 1, "--seed + --n - 1")
+    if args.json_out is not None:
+        _check_json_out(args.json_out)
+
+
+# A --json-out file evaluate wrote is a JSON list of metric records; any other existing file is the user's.
+_RECORD_KEYS = {"metric", "value", "feature_network", "versions", "extra"}
+_MAX_JSON_OUT_BYTES = 16 << 20
+
+
+def _check_json_out(path: str) -> None:
+    """--json-out is a new file, or one evaluate wrote (it replaces nothing else)."""
+    target = os.path.expanduser(path)
+    if not (os.path.exists(target) or os.path.islink(target)):
+        return
+    if not _is_our_record(target):
+        raise common.UsageError(f"--json-out {path!r} exists and is not a record evaluate wrote; name a new file "
+                                "(evaluate never replaces a file of yours)")
+
+
+def _is_our_record(path: str) -> bool:
+    if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > _MAX_JSON_OUT_BYTES:
+        return False
+    try:
+        with open(path, "rb") as stream:
+            records = json.load(stream)
+    except (ValueError, RecursionError, OSError):
+        return False
+    return isinstance(records, list) and bool(records) and all(isinstance(r, dict) and _RECORD_KEYS <= set(r)
+                                                               for r in records)
 
 
 def _source(text: str, kind: str, role: str, args: argparse.Namespace):
@@ -115,6 +145,7 @@ def _join_processes(device: str) -> tuple[str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sphere_plugins.files import atomic_write
     from sphere_plugins.metrics.evaluate import evaluate
 
     args.device, main = _join_processes(args.device)
@@ -135,6 +166,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{record.metric}: {record.value:.6g}  (real {record.extra['n_real']}, fake {record.extra['n_fake']}; "
               f"features: {record.feature_network})")
     if args.json_out:
-        with open(args.json_out, "w") as stream:
-            stream.write(jsontext.dumps([r.to_dict() for r in records], indent=2))
+        text = jsontext.dumps([r.to_dict() for r in records], indent=2)
+        atomic_write(os.path.expanduser(args.json_out), lambda handle: handle.write(text.encode()))
     return 0

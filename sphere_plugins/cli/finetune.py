@@ -16,6 +16,10 @@ The result loads with sphere_plugins.load_model("vae-sae/"); checkpoints go to O
 second run with more --steps continues from the latest one (the same SPEC and --data; a new --lr applies;
 accelerate launch works too). A run whose loss stops being finite stops naming the step."""
 
+# What finetune writes into --out: its log, record and checkpoints, then the save_pretrained files.
+TRAINING_OUTPUTS = ["log.jsonl", "finetune.json", "checkpoints/"]
+SAVED_OUTPUTS = ["sphere_model.json", "wrapper_state.safetensors", "model/"]
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("finetune", help="fine-tune an autoencoder into a spherical autoencoder",
@@ -56,16 +60,18 @@ def check(args: argparse.Namespace) -> None:
     args.options = common.pairs(args.option, "--option")
     common.check_prior(args.prior, {})
     common.check_spec(args.spec)
-    args.out_dir = common.check_out(args.out)
+    args.out_dir = common.check_out(args.out, [*TRAINING_OUTPUTS, *SAVED_OUTPUTS])
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from sphere_plugins import load_model, wrap_autoencoder
+    from sphere_plugins.output_folder import OutputFolder
     from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae
 
     torch.manual_seed(args.seed)  # a model built with random weights (builtin:tiny-ae) starts from the seed too
+    OutputFolder(args.out_dir).reserve(TRAINING_OUTPUTS)
     model = load_model(args.spec, **args.options)
     wrapper = wrap_autoencoder(model, prior=args.prior)
     with torch.no_grad():

@@ -11,6 +11,8 @@ HELP = """examples:
   sphere-plugins interpolate diffusers:path/to/ddpm --seeds 3,5,7 --steps 12 --prior uniform --out path/
 Each row of grid.png is one segment (seed to next seed); interpolation.gif plays them in order."""
 
+OUTPUTS = ["grid.png", "interpolation.gif", "interpolate.json"]
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("interpolate", help="great-circle paths between seeds", epilog=HELP,
@@ -29,7 +31,7 @@ def check(args: argparse.Namespace) -> None:
     args.seed_list = common.seeds(args.seeds, at_least=2)
     if args.steps < 2:
         raise common.UsageError(f"--steps must be an int >= 2, got {args.steps}")
-    common.check_sphere_options(args)
+    common.check_sphere_options(args, OUTPUTS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from sphere_plugins import SphericalGenerator
     from sphere_plugins.data import save_image_grid
     from sphere_plugins.generation import interpolate_seeds, save_gif
+    from sphere_plugins.output_folder import OutputFolder
 
     wrapper = common.load_wrapped_generator(args.spec, args, args.options)
     if not isinstance(wrapper, SphericalGenerator):
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_model_kwargs(wrapper, args)
     paths = interpolate_seeds(wrapper, args.seed_list, args.steps, args.prior, args.model_kwargs,
                               convention=args.seed_convention, **args.prior_params).cpu()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    OutputFolder(args.out_dir).reserve(OUTPUTS)
     save_image_grid(paths.flatten(0, 1), args.out_dir / "grid.png", nrow=args.steps)
     frames = torch.cat([paths[0], *(segment[1:] for segment in paths[1:])])  # each seed's image once
     save_gif(frames, args.out_dir / "interpolation.gif")

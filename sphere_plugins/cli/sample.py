@@ -34,7 +34,15 @@ def check(args: argparse.Namespace) -> None:
     args.seed_list = common.seeds(args.seeds)
     if args.batch < 1:
         raise common.UsageError(f"--batch must be a positive int, got {args.batch}")
-    common.check_sphere_options(args)
+    common.check_sphere_options(args, _outputs(args.seed_list))
+
+
+def _png(seed: int) -> str:
+    return f"seed{seed:04d}.png"
+
+
+def _outputs(seeds: list[int]) -> list[str]:
+    return [_png(seed) for seed in seeds] + ["grid.png", "sample.json"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
     from sphere_plugins.data import save_image_grid
     from sphere_plugins.generation import sample_seeds, save_png
+    from sphere_plugins.output_folder import OutputFolder
 
     wrapper = common.load_wrapped_generator(args.spec, args, args.options)
     common.check_model_kwargs(wrapper, args)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    OutputFolder(args.out_dir).reserve(_outputs(args.seed_list))
     images = []
     for seed, image in sample_seeds(wrapper, args.seed_list, args.batch, args.prior, args.model_kwargs,
                                     progress=True, convention=args.seed_convention, **args.prior_params):
-        save_png(image, args.out_dir / f"seed{seed:04d}.png")
+        save_png(image, args.out_dir / _png(seed))
         images.append(image.cpu())
     save_image_grid(torch.stack(images), args.out_dir / "grid.png")
     common.write_record(args.out_dir, "sample.json", args, prior=args.prior or wrapper.prior,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sphere_plugins import SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
-from sphere_plugins.files import atomic_write
+from sphere_plugins.output_folder import OutputFolder
 
 from sphere_diffusers.adapter_types import DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter
 from sphere_diffusers.loading import load_folder
@@ -56,17 +56,20 @@ def adapter_record(wrapper: SphericalAutoencoder | SphericalGenerator) -> dict[s
 
 
 def save_spherical(wrapper: SphericalAutoencoder | SphericalGenerator, folder: str | os.PathLike) -> Path:
-    """Write the wrapped diffusers model with save_pretrained and the wrapper's settings beside it."""
+    """Write the wrapped diffusers model with save_pretrained and the wrapper's settings beside it, into a folder
+    that is new, empty or one sphere-plugins wrote (OutputFolderError otherwise)."""
     if not isinstance(wrapper, (SphericalAutoencoder, SphericalGenerator)) or not isinstance(
             wrapper.adapter, (DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter)):
         raise ValueError("wrapper must be a wrap_autoencoder/wrap_generator result around a diffusers model, "
                          f"got {type(wrapper).__name__}")
     record = adapter_record(wrapper)
     text = json.dumps(record, indent=2, sort_keys=True)  # fail before writing anything if not serializable
-    folder = Path(folder)
-    wrapper.adapter.source.save_pretrained(folder)
-    atomic_write(folder / ADAPTER_FILE, lambda handle: handle.write((text + "\n").encode()))
-    return folder
+    out = OutputFolder(folder)  # refuses a folder of the user's files before anything is written
+    with out.staging() as stage:
+        wrapper.adapter.source.save_pretrained(stage)
+        (stage / ADAPTER_FILE).write_text(text + "\n")
+        out.commit(stage)
+    return out.path
 
 
 def read_record(folder: Path) -> dict[str, Any]:

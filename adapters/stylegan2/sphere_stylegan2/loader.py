@@ -15,6 +15,7 @@ from torch import nn
 from sphere_plugins.adapter import MissingWeightsError, UnsafePickleError
 from sphere_plugins.errors import SpherePluginsError, describe
 from sphere_plugins.files import atomic_write
+from sphere_plugins.output_folder import OutputFolder
 from sphere_plugins.weights import allow_flag, check_finite
 from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (
@@ -317,9 +318,17 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def save_network(networks: nn.Module | Mapping[str, nn.Module], folder: str | Path) -> Path:
-    """Save one network or a dict {role: network} as safetensors + config.json (each file written atomically)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Save one network or a dict {role: network} as safetensors + config.json. The folder must be new, empty or
+    one sphere-plugins wrote (OutputFolderError otherwise); each file arrives whole."""
+    out = OutputFolder(folder)
+    with out.staging() as stage:
+        write_network(networks, stage)
+        out.commit(stage)
+    return out.path
+
+
+def write_network(networks: nn.Module | Mapping[str, nn.Module], folder: Path) -> None:
+    """The files of save_network, written into `folder` (a fresh folder: the sphere_save_model hook's)."""
     entries = {}
     for role, module in _roles(networks).items():
         state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in module.state_dict().items()}
@@ -332,7 +341,6 @@ def save_network(networks: nn.Module | Mapping[str, nn.Module], folder: str | Pa
                          "weights": weights}
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "networks": entries}, indent=2)
     atomic_write(folder / CONFIG_NAME, lambda handle: handle.write(text.encode()))
-    return folder
 
 
 def save_nvlabs_pickle(path: str | Path, G: nn.Module | None = None, D: nn.Module | None = None,

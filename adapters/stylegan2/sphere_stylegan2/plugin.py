@@ -24,7 +24,7 @@ from sphere_plugins.adapter import (
 from sphere_stylegan2.configs import TINY_DEFAULTS, tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator, labels
-from sphere_stylegan2.loader import CONFIG_NAME, FORMAT, load_network, save_network
+from sphere_stylegan2.loader import CONFIG_NAME, FORMAT, load_network, write_network
 from sphere_stylegan2.mapping import MappingNetwork
 from sphere_stylegan2.synthesis import NOISE_MODES
 from sphere_stylegan2.trainable import TRAINABLE
@@ -150,7 +150,7 @@ def sphere_save_model(model: Any, folder: Path) -> str | None:
     """Our Generator as the safetensors folder format (save_network), which 'stylegan2:FOLDER' reads."""
     if not isinstance(model, Generator):
         return None
-    save_network(model, folder)
+    write_network(model, folder)
     return SCHEME
 
 

@@ -272,7 +272,8 @@ def test_augment_pipe_loads_as_none(tmp_path):
 def test_safetensors_folder_round_trip_reproduces_the_networks(tmp_path, config):
     G, D = _nets(config)
     folder = save_network({"G_ema": G, "D": D}, tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == ["D.safetensors", "G_ema.safetensors", "config.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["D.safetensors", "G_ema.safetensors", "config.json",
+                                                        "sphere_outputs.json"]
     loaded = load_network(folder)
     z, c = _inputs(G, n=4)
     assert torch.equal(loaded["G_ema"](z, c, truncation_psi=0.7), G(z, c, truncation_psi=0.7))
