@@ -89,9 +89,9 @@ def _build_saved(config: dict[str, Any]) -> ConvAutoencoder:
 
 
 def _load_saved(folder: Path, options: dict[str, Any]) -> ConvAutoencoder:
-    if options:
-        raise ValueError(f"a saved built-in model takes no options, got {sorted(options)}")
-    return load_module_folder(folder, SAVED_FORMAT, _build_saved)[1].eval()
+    if set(options) - {"allow_nonfinite"}:
+        raise ValueError(f"a saved built-in model takes only the option allow_nonfinite, got {sorted(options)}")
+    return load_module_folder(folder, SAVED_FORMAT, _build_saved, **options)[1].eval()
 
 
 @hookimpl(trylast=True)

@@ -14,8 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from sphere_plugins.errors import MissingWeightsError, SavedFolderError
+from sphere_plugins.errors import MissingWeightsError, SavedFolderError, describe
 from sphere_plugins.layout import build_to_fit, inside, load_tensors, tensor_shapes
+from sphere_plugins.weights import allow_flag, check_finite
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -46,14 +47,16 @@ def save_module_folder(module: nn.Module, folder: Path, config: dict[str, Any]) 
     (folder / "config.json").write_text(text)
 
 
-def load_module_folder(folder: Path, expected_format: str,
-                       build: Callable[[dict[str, Any]], nn.Module]) -> tuple[dict[str, Any], nn.Module]:
+def load_module_folder(folder: Path, expected_format: str, build: Callable[[dict[str, Any]], nn.Module],
+                       allow_nonfinite: bool = False) -> tuple[dict[str, Any], nn.Module]:
     """Plugins' helper: the config and the module of a folder save_module_folder wrote with config['format'] set.
 
     `build(config)` makes the module from the config (it should check the fields it reads); it is first laid
     out on the meta device and compared with model.safetensors' shapes, so a config asking for more than the
-    file holds allocates nothing. Any problem ends in SavedFolderError naming the file and field.
+    file holds allocates nothing. Any problem ends in SavedFolderError naming the file and field; NaN/Inf
+    weights in NonFiniteWeightsError unless allow_nonfinite (sphere_plugins.weights).
     """
+    allow_flag(allow_nonfinite)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     for path in (config_path, weights):
         if not (path.is_file() or path.is_symlink()):
@@ -69,8 +72,10 @@ def load_module_folder(folder: Path, expected_format: str,
         raise SavedFolderError(f"{str(config_path)!r} is not a {expected_format} config "
                                f"(expected field 'format': '{expected_format}')")
     module = build_to_fit(lambda: build(config), tensor_shapes(weights), repr(str(config_path)), repr(str(weights)))
+    state = load_tensors(weights)
+    check_finite(state, repr(str(weights)), allow_nonfinite, {k: v.dtype for k, v in module.state_dict().items()})
     try:
-        module.load_state_dict(load_tensors(weights))
+        module.load_state_dict(state)
     except RuntimeError as error:
         raise SavedFolderError(f"{str(weights)!r}: {str(error).splitlines()[0][:200]}") from None
     return config, module
@@ -86,5 +91,5 @@ def checked_ints(arguments: Any, bounds: dict[str, tuple[int, int]], field: str)
         if low is None:
             raise ValueError(f"{field}: unknown argument {str(key)[:40]!r}; expected some of {', '.join(bounds)}")
         if type(value) is not int or not low <= value <= high:
-            raise ValueError(f"{field}: {key} must be an int in [{low}, {high}], got {value!r:.40}")
+            raise ValueError(f"{field}: {key} must be an int in [{low}, {high}], got {describe(value)}")
     return arguments

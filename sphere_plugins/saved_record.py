@@ -8,7 +8,7 @@ import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sphere_plugins.errors import SavedFolderError
+from sphere_plugins.errors import SavedFolderError, describe
 from sphere_plugins.layout import inside
 
 # A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
@@ -64,14 +64,6 @@ _CHECKS = {
 }
 
 
-def _shown(value: Any) -> str:
-    """A value from the file, described without walking it: a short repr, or its type and size."""
-    if _scalar(value) and not (isinstance(value, str) and len(value) > 60):
-        return repr(value)
-    size = f" of {len(value)}" if isinstance(value, (str, list, dict)) else ""
-    return f"a {type(value).__name__}{size}"
-
-
 def read_settings(folder: Path) -> dict[str, Any]:
     """The checked sphere_model.json of a save_pretrained folder."""
     path = folder / WRAPPER_CONFIG
@@ -93,9 +85,9 @@ def read_settings(folder: Path) -> dict[str, Any]:
                                f"{missing}")
     for name, (valid, expected) in _CHECKS.items():
         if not valid(record[name]):
-            raise SavedFolderError(f"{str(path)!r}: field {name!r} must be {expected}, got {_shown(record[name])}")
+            raise SavedFolderError(f"{str(path)!r}: field {name!r} must be {expected}, got {describe(record[name])}")
     model_path = PurePosixPath(record["model"]["path"])
     if model_path.is_absolute() or not model_path.parts or ".." in model_path.parts or "\\" in str(model_path):
         raise SavedFolderError(f"{str(path)!r}: field 'model.path' must be a folder inside the saved folder, got "
-                               f"{_shown(record['model']['path'])}")
+                               f"{describe(record['model']['path'])}")
     return record

@@ -30,6 +30,7 @@ from sphere_plugins.offers import ModelScheme
 from sphere_plugins.saved_modules import saved_module_classes, saved_module_name
 from sphere_plugins.saved_record import FORMAT, FORMAT_VERSION, WRAPPER_CONFIG, read_settings
 from sphere_plugins.schemes import load_model, write_model
+from sphere_plugins.weights import check_finite
 from sphere_plugins.wrap import SphericalAutoencoder, SphericalGenerator, wrap_autoencoder, wrap_generator
 
 SCHEME = "saved"
@@ -128,8 +129,10 @@ def _extra_module(wrapper: nn.Module, name: str, entry: dict[str, Any], shapes: 
     return build_to_fit(lambda: cls.from_config(entry["config"]), own, f"{field}.config'", STATE_FILE)
 
 
-def _load_state(wrapper: nn.Module, state_path: Path, shapes: dict[str, tuple[int, ...]] | None) -> None:
-    """Load wrapper_state.safetensors after checking it holds exactly the wrapper's own tensors, shapes included."""
+def _load_state(wrapper: nn.Module, state_path: Path, shapes: dict[str, tuple[int, ...]] | None,
+                allow_nonfinite: bool) -> None:
+    """Load wrapper_state.safetensors after checking it holds exactly the wrapper's own tensors, shapes included,
+    and (unless allow_nonfinite) only finite values."""
     expected = {k: tuple(v.shape) for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
     if shapes is None:
         if expected:
@@ -142,8 +145,10 @@ def _load_state(wrapper: nn.Module, state_path: Path, shapes: dict[str, tuple[in
         wrong = [k for k in sorted(set(shapes) & set(expected)) if shapes[k] != expected[k]][:5]
         raise SavedFolderError(f"{str(state_path)!r} does not fit the wrapper sphere_model.json describes: missing "
                                f"{missing}, unexpected {unexpected}, wrong shape {wrong}")
+    state = load_tensors(state_path)
+    check_finite(state, repr(str(state_path)), allow_nonfinite)
     try:
-        missing, unexpected = wrapper.load_state_dict(load_tensors(state_path), strict=False)
+        missing, unexpected = wrapper.load_state_dict(state, strict=False)
     except SpherePluginsError:
         raise
     except (ValueError, RuntimeError, TypeError) as error:
@@ -198,7 +203,8 @@ def _wrap(model: Any, record: dict[str, Any], where: str) -> nn.Module:
 
 def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module:
     """Rebuild the wrapper save_pretrained wrote to `folder`, in eval mode (as diffusers' from_pretrained);
-    `load_options` go to the model's loader. Call .train() before fine-tuning it."""
+    `load_options` go to the model's loader (its allow_nonfinite also admits NaN/Inf in the wrapper's own
+    tensors). Call .train() before fine-tuning it."""
     folder = Path(folder).expanduser()
     record = read_settings(folder)
     where = repr(str(folder / WRAPPER_CONFIG))
@@ -210,7 +216,7 @@ def load_pretrained(folder: str | os.PathLike, **load_options: Any) -> nn.Module
     wrapper = _wrap(_load_model(record, folder, where, load_options), record, where)
     for name, entry in record["extra_modules"].items():
         setattr(wrapper, name, _extra_module(wrapper, name, entry, shapes or {}, where))
-    _load_state(wrapper, state_path, shapes)
+    _load_state(wrapper, state_path, shapes, load_options.get("allow_nonfinite", False))
     device = next((p.device for p in wrapper.parameters()), None)
     return (wrapper.to(device) if device is not None else wrapper).eval()
 

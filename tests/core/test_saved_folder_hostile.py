@@ -390,3 +390,18 @@ def test_fuzzed_saved_folders_load_exactly_or_raise_our_error():
     assert report["slowest"] < 3, report
     assert report["rss_growth_mb"] < 200, report
     assert report["genuine_unaffected"]
+
+
+def test_nan_weights_in_a_saved_folder_are_refused_unless_allowed(tmp_path):
+    from sphere_plugins.errors import NonFiniteWeightsError
+
+    for name, key in (("model/model.safetensors", "decoder.fc.0.bias"), ("wrapper_state.safetensors",
+                                                                         "fitted_prior.means")):
+        folder = _saved(tmp_path / name.replace("/", "-"))
+        state = load_file(str(folder / name))
+        state[key][0] = float("nan")
+        save_file(state, str(folder / name))
+        with pytest.raises(NonFiniteWeightsError, match=f"{name}'.*tensor {key} holds NaN"):
+            load_model(folder)
+        loaded = load_model(folder, allow_nonfinite=True)
+        assert torch.isnan(loaded.state_dict()[key if name.startswith("wrapper") else "model." + key]).any()

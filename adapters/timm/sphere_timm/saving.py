@@ -64,9 +64,9 @@ def _build(config: dict[str, Any]) -> TimmAutoencoder:
 
 def load_saved(folder: Path, options: dict[str, Any]) -> TimmAutoencoder:
     """The TimmAutoencoder save_timm_autoencoder wrote to `folder` (no weights fetched: all are in the folder)."""
-    if options:
-        raise ValueError(f"a saved timm autoencoder takes no options, got {sorted(options)}")
-    return load_module_folder(folder, FORMAT, _build)[1].eval()
+    if set(options) - {"allow_nonfinite"}:
+        raise ValueError(f"a saved timm autoencoder takes only the option allow_nonfinite, got {sorted(options)}")
+    return load_module_folder(folder, FORMAT, _build, **options)[1].eval()
 
 
 def is_saved_timm(path: Path) -> bool:
