@@ -58,7 +58,8 @@ SIZE_CASE = textwrap.dedent('''
     elif case == "timm_decoder_width":
         edit(folder / "model" / "config.json", lambda c: c["decoder"].update(width=4000))
     elif case == "extra_config_z_shape":
-        edit(folder / "sphere_model.json", lambda r: r["extra_modules"]["fitted_prior"]["config"].update(z_shape=[16000]))
+        edit(folder / "sphere_model.json",
+             lambda r: r["extra_modules"]["fitted_prior"]["config"].update(z_shape=[16000]))
     elif case == "state_z_shape":
         state = load_file(str(folder / "wrapper_state.safetensors"))
         state["fitted_prior.z_shape"] = torch.tensor([12000])
@@ -263,7 +264,8 @@ FUZZ = textwrap.dedent('''
         elif kind == 1:
             del parent[where[-1]]
         else:
-            parent[rng.choice(["extra", "model", "class", "config", "width", str(where[-1]) + "_"])] = rng.choice(HOSTILE)
+            key = rng.choice(["extra", "model", "class", "config", "width", str(where[-1]) + "_"])
+            parent[key] = rng.choice(HOSTILE)
         path.write_text(json.dumps(record))
 
     def mutate_bytes(path):

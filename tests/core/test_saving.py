@@ -114,7 +114,8 @@ def test_a_fitted_prior_and_latent_noise_survive_save_and_load(tmp_path, kind):
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("named", ["os:system", "sphere_plugins.__main__:X", "sphere_plugins.fitted_prior:FittedSpherePrior"])
+@pytest.mark.parametrize("named", ["os:system", "sphere_plugins.__main__:X",
+                                   "sphere_plugins.fitted_prior:FittedSpherePrior"])
 def test_an_extra_module_class_is_looked_up_among_registered_names_never_imported(tmp_path, named, monkeypatch):
     import sys
 
