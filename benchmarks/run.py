@@ -25,6 +25,7 @@ from benchmarks.inputs import check_inputs  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
 from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
 from sphere_plugins.errors import SpherePluginsError  # noqa: E402
+from sphere_plugins.process_group import leave_process_group  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_SUITE_FAILED = 1
@@ -136,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_suites(options)
+    try:
+        return run_suites(options)
+    finally:
+        leave_process_group()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sphere_plugins.cli import convert, evaluate, finetune, interpolate, listing, sample
 from sphere_plugins.cli.common import ALLOW_DOWNLOAD_ENV, Parser, UsageError
+from sphere_plugins.process_group import leave_process_group
 
 SUBCOMMANDS = (listing, sample, interpolate, evaluate, finetune, convert)
 EXAMPLES = """examples:
@@ -48,3 +49,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         sys.stderr.write(f"sphere-plugins {args.command}: error: {message}\n")
         return 1
+    finally:
+        leave_process_group()

@@ -39,6 +39,7 @@ rank = state.process_index
 with open(f"{{out}}/rank{{rank}}.json", "w") as handle:
     json.dump({{"seen": seen, "processes": state.num_processes, "step": result.step}}, handle)
 save_file({{k: v.contiguous() for k, v in result.objective.state_dict().items()}}, f"{{out}}/rank{{rank}}.safetensors")
+state.destroy_process_group()  # leave the group: exiting inside it can abort in gloo's teardown
 """
 
 

@@ -45,6 +45,7 @@ record = compute_fid(real, SeededImages(draw, range(100, 100 + {n_fake})), featu
 with open(f"{{sys.argv[1]}}/rank{{state.process_index}}.json", "w") as handle:
     json.dump({{"value": record.value, "rows": rows[0], "drawn": drawn, "n_fake": record.extra["n_fake"],
                "world": state.num_processes}}, handle)
+state.destroy_process_group()  # leave the group: exiting inside it can abort in gloo's teardown
 """
 
 

@@ -167,6 +167,7 @@ result = train_gan(tiny_generator(**options, seed=rank), tiny_discriminator(**op
                    load_images("digits", resolution=8).images, steps=2, batch_size=4, r1_interval=2, accelerator=accelerator)
 weights = torch.cat([p.detach().flatten() for p in (*result.G.parameters(), *result.D.parameters())])
 torch.save(weights, f"{sys.argv[1]}/rank{accelerator.process_index}-of-{accelerator.num_processes}.pt")
+accelerator.end_training()  # leave the process group: exiting inside it can abort in gloo's teardown
 '''
 
 
