@@ -7,7 +7,6 @@ layer: latent operations, priors, wrappers, losses, plugin functions and errors.
 are subpackages to import by name.
 """
 
-import warnings
 from importlib import import_module
 
 from sphere_plugins.adapter import (
@@ -56,26 +55,10 @@ __all__ = [
     "wrap_autoencoder", "wrap_generator",
 ]
 
-# Names the top level exported before it was trimmed to the plugin layer: importable for one more release,
-# with a DeprecationWarning naming their home.
-_MOVED = {
-    **{name: "sphere_plugins.training" for name in (
-        "AEObjective", "Objective", "SAEObjective", "SVAEObjective", "TrainConfig", "TrainResult", "VAEObjective",
-        "conv_objective", "finetune_autoencoder_to_sae", "train")},
-    **{name: "sphere_plugins.data" for name in ("ImageSet", "load_images", "save_image_grid", "to_uint8")},
-    "MetricRecord": "sphere_plugins.metrics",
-}
-
-
 _SUBPACKAGES = ("data", "metrics", "training")
 
 
 def __getattr__(name: str):
     if name in _SUBPACKAGES:  # `import sphere_plugins; sphere_plugins.training.train(...)` keeps working
         return import_module(f"sphere_plugins.{name}")
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module 'sphere_plugins' has no attribute {name!r}")
-    warnings.warn(f"sphere_plugins.{name} is deprecated at the top level; import it from {home}",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(import_module(home), name)
+    raise AttributeError(f"module 'sphere_plugins' has no attribute {name!r}")

@@ -14,10 +14,11 @@ import torch
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
-from sphere_plugins import centerize, centerize_spherize, conv_objective, fused, load_model, spherize, wrap_generator
+from sphere_plugins import centerize, centerize_spherize, fused, load_model, spherize, wrap_generator
 from sphere_plugins.latent import _check_scale
 from sphere_plugins.nets import ConvDecoder
 from sphere_plugins.timing import interleaved_times, median_ratio, synchronize
+from sphere_plugins.training import conv_objective
 from sphere_plugins.training.speed import compare_step_times
 
 NAME = "overhead"

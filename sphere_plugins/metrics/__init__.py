@@ -1,7 +1,6 @@
 """Image metrics with provenance: FID/KID (clean-fid Inception) or FD-<name> (offline classifier), SWD, LPIPS, MSE,
 precision/recall and density/coverage."""
 
-from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.metrics.features import (
     ClassifierConfig,
     ClassifierFeatures,
@@ -76,6 +75,3 @@ __all__ = [
     "sliced_wasserstein",
     "sliced_wasserstein_distance",
 ]
-
-
-__getattr__ = renamed_names(__name__, globals(), {"TrainingConfig": "ClassifierConfig"})  # old names, for one release

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sphere_plugins.data import ImageSet, check_image_tensor
-from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.files import atomic_path
 from sphere_plugins.metrics import shards
 from sphere_plugins.metrics.record import library_versions
@@ -377,6 +376,3 @@ def batched_features(images: Tensor, extractor: FeatureExtractor, batch_size: in
 
 def _as_features(extractor: FeatureExtractor, images: Tensor) -> np.ndarray:
     return np.asarray(extractor(images), dtype=np.float64)
-
-
-__getattr__ = renamed_names(__name__, globals(), {"TrainingConfig": "ClassifierConfig"})  # old names, for one release

@@ -196,7 +196,7 @@ def test_weights_made_while_compiling_are_not_kept():
 def test_the_spherical_autoencoder_objective_traces_as_one_graph():
     # torch.compile (TrainConfig(compile=True)) keeps the whole training forward in one graph only when no
     # step of the constraint's set-up (radius sqrt(d), the vector's dimensions) falls back to Python.
-    from sphere_plugins import conv_objective
+    from sphere_plugins.training import conv_objective
 
     torch._dynamo.reset()
     objective = conv_objective("sae", resolution=8, z_dim=6, width=4)

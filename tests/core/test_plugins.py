@@ -171,18 +171,12 @@ def test_builtin_tiny_autoencoder_loads_with_options():
     assert model.encode(torch.zeros(2, 1, 8, 8)).shape == (2, 7)
 
 
-def test_training_names_moved_off_the_top_level_still_import_with_a_warning():
-    from sphere_plugins import training
-    from sphere_plugins.data import load_images
-
+def test_training_and_data_names_live_in_their_subpackages_only():
     assert "train" not in sphere_plugins.__all__ and "TrainConfig" not in sphere_plugins.__all__
-    with pytest.warns(DeprecationWarning, match="sphere_plugins.training"):
-        assert sphere_plugins.TrainConfig is training.TrainConfig
-    with pytest.warns(DeprecationWarning, match="sphere_plugins.data"):
-        from sphere_plugins import load_images as old
-    assert old is load_images
-    with pytest.raises(AttributeError, match="no_such_name"):
-        sphere_plugins.no_such_name  # noqa: B018
+    for name in ("TrainConfig", "load_images", "MetricRecord"):
+        with pytest.raises(AttributeError, match=name):
+            getattr(sphere_plugins, name)
+    assert sphere_plugins.training.TrainConfig.__module__ == "sphere_plugins.training.loop"
 
 
 def test_every_top_level_name_is_exported_and_documented():

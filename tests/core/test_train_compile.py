@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sphere_plugins import TrainConfig, conv_objective, train
+from sphere_plugins.training import TrainConfig, conv_objective, train
 
 
 @pytest.mark.slow  # about a minute of compiling forward and backward on a busy 2-core machine

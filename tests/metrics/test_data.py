@@ -187,16 +187,6 @@ def test_image_grid_png_has_tiles_at_expected_places(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
 
 
-def test_the_classifier_config_keeps_its_old_name_with_a_deprecation_warning():
-    import pytest
-
-    import sphere_plugins.metrics as metrics
-    from sphere_plugins.metrics import features
-
-    with pytest.warns(DeprecationWarning, match="ClassifierConfig"):
-        assert metrics.TrainingConfig is metrics.ClassifierConfig
-    with pytest.warns(DeprecationWarning, match="ClassifierConfig"):
-        assert features.TrainingConfig is features.ClassifierConfig
 def test_image_grid_clamps_out_of_range_values_with_one_warning(tmp_path):
     import warnings
 

@@ -10,7 +10,6 @@ continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sphere_plugins import checkpoint
-from sphere_plugins.data import load_images
-from sphere_plugins.deprecation import renamed_names
 from sphere_plugins.latent import SphericalLatent
 from sphere_plugins.priors import sample_prior
 from sphere_plugins.training.loop import make_accelerator as training_accelerator
@@ -257,17 +254,3 @@ def train_gan(G: nn.Module, D: nn.Module, images: Tensor, steps: int, batch_size
     G_ema.eval()
     return result
 
-
-def digits_images(resolution: int = 8) -> tuple[Tensor, Tensor]:
-    """Deprecated: use `sphere_plugins.data.load_images("digits", resolution=R)` (its .images and .labels)."""
-    warnings.warn("sphere_stylegan2.train.digits_images is deprecated; use "
-                  "sphere_plugins.data.load_images('digits', resolution=R) (.images, .labels)",
-                  DeprecationWarning, stacklevel=2)
-    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
-    digits = load_images("digits", resolution=resolution)
-    return digits.images, digits.labels
-
-
-# old names, for one release
-__getattr__ = renamed_names(__name__, globals(), {"TrainResult": "GANTrainResult", "make_accelerator": "gan_accelerator"})

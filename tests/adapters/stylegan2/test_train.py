@@ -181,15 +181,3 @@ def test_two_processes_through_accelerate_start_from_rank_0_and_stay_identical(t
     assert run.returncode == 0, f"two-process run failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
     first, second = torch.load(tmp_path / "rank0-of-2.pt"), torch.load(tmp_path / "rank1-of-2.pt")
     assert torch.equal(first, second)
-
-
-def test_old_names_still_work_with_a_deprecation_warning():
-    import sphere_stylegan2.train as train_module
-
-    with pytest.warns(DeprecationWarning, match="GANTrainResult"):
-        assert train_module.TrainResult is train_module.GANTrainResult
-    with pytest.warns(DeprecationWarning, match="gan_accelerator"):
-        assert train_module.make_accelerator is train_module.gan_accelerator
-    with pytest.warns(DeprecationWarning, match="load_images"):
-        images, labels = train_module.digits_images(8)
-    assert images.shape == (1797, 1, 8, 8) and labels.shape == (1797,)
