@@ -7,8 +7,9 @@ It is written into a hidden temporary folder, each file fsynced, then renamed in
 os.replace, so a killed writer leaves either the previous checkpoints or a complete new one.
 safetensors (the `train` extra) is imported on first use.
 
-state.json is the checkpoint's manifest: it names the writer, lists every file with its size and
-SHA-256, and carries the SHA-256 of its own contents, so an edited step or data order is caught.
+state.json is the checkpoint's manifest, a record of sphere_plugins.records tagged
+"sphere-plugins-checkpoint": it lists every file with its size and SHA-256, and carries the SHA-256 of its
+own fields, so an edited step or data order is caught.
 Pruning (`keep`) deletes only folders whose manifest verifies and that hold nothing but the files it
 lists; any other folder in the checkpoint folder is left alone with a warning.
 
@@ -38,10 +39,10 @@ from torch import Tensor, nn
 
 from sphere_plugins.errors import SpherePluginsError
 from sphere_plugins.files import honour_umask
+from sphere_plugins.records import jsonable, read_record, record_text
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)  # format 1 (no manifest digest) is still read
-WRITER = "sphere-plugins"
+FORMAT = "sphere-plugins-checkpoint"
+FORMAT_VERSION = 1
 PREFIX = "step-"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
@@ -171,7 +172,8 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
 
 
 def _manifest_digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "manifest_sha256"}
+    """SHA-256 of the record's fields (not its format tags, which reading checks on their own)."""
+    body = {k: v for k, v in record.items() if k not in ("manifest_sha256", "format", "format_version")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -201,13 +203,13 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, optimi
         _fsync(tmp / name)
         files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)}
     try:  # the digest is over the record as JSON reads it back (int keys become strings, tuples lists)
-        record = json.loads(json.dumps({**state, "format": FORMAT, "writer": WRITER, "step": step, "files": files},
-                                       allow_nan=False))
-    except (TypeError, ValueError) as error:
+        record = jsonable({**state, "step": step, "files": files}, "the checkpoint state")
+        record["manifest_sha256"] = _manifest_digest(record)
+        text = record_text(record, FORMAT, FORMAT_VERSION)
+    except ValueError as error:
         shutil.rmtree(tmp)
         raise CheckpointError(f"the checkpoint state must be JSON-serializable: {error}") from None
-    record["manifest_sha256"] = _manifest_digest(record)
-    (tmp / STATE_FILE).write_text(json.dumps(record, indent=1))
+    (tmp / STATE_FILE).write_text(text)  # no temporary file: the whole folder is renamed into place
     _fsync(tmp / STATE_FILE)
     _fsync(tmp)
     if final.exists():
@@ -241,9 +243,9 @@ def _is_ours(path: Path, partial: bool = False) -> bool:
             return False
         if partial:
             return True
-        state = json.loads((path / STATE_FILE).read_bytes())
+        state = read_record(path / STATE_FILE, FORMAT, FORMAT_VERSION, max_bytes=MAX_STATE_BYTES)
         return _state_problem(state) is None and _step_of(path) == state["step"]
-    except (OSError, ValueError, RecursionError):
+    except (OSError, ValueError):
         return False
 
 
@@ -291,9 +293,7 @@ def _prune(root: Path, keep: int | None, newest: Path) -> None:
 
 
 def _state_problem(state: Any) -> str | None:
-    """What is wrong with a parsed state.json, or None."""
-    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
-        return f"is not a format-{'/'.join(map(str, READABLE_FORMATS))} checkpoint state"
+    """What is wrong with the fields of a state.json read_record accepted, or None."""
     if type(state.get("step")) is not int or state["step"] < 0:
         return "has no non-negative int 'step'"
     files = state.get("files")
@@ -304,8 +304,7 @@ def _state_problem(state: Any) -> str | None:
         if not isinstance(entry, dict) or type(entry.get("bytes")) is not int or entry["bytes"] < 0 \
                 or not isinstance(entry.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
             return f"has no valid 'bytes' and 'sha256' for {name}"
-    if state["format"] >= 2 and (state.get("writer") != WRITER
-                                 or state.get("manifest_sha256") != _manifest_digest(state)):
+    if state.get("manifest_sha256") != _manifest_digest(state):
         return "was edited after it was written (its manifest_sha256 does not match its contents)"
     return None
 
@@ -314,12 +313,7 @@ def _read_state(path: Path, verify_contents: bool = True) -> dict[str, Any]:
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint file {state_file} is missing (an incomplete or foreign folder)")
-    if state_file.stat().st_size > MAX_STATE_BYTES:
-        raise CheckpointError(f"checkpoint file {state_file} is larger than {MAX_STATE_BYTES} bytes")
-    try:
-        state = json.loads(state_file.read_bytes())
-    except (ValueError, RecursionError) as error:
-        raise CheckpointError(f"checkpoint file {state_file} is not valid JSON ({str(error)[:100]})") from None
+    state = read_record(state_file, FORMAT, FORMAT_VERSION, error=CheckpointError, max_bytes=MAX_STATE_BYTES)
     problem = _state_problem(state)
     if problem is None and _step_of(path) is not None and _step_of(path) != state["step"]:
         problem = f"records step {state['step']}, but its folder is {path.name}"

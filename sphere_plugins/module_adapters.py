@@ -19,6 +19,7 @@ from sphere_plugins.nets import ConvAutoencoder, EncoderDecoder
 from sphere_plugins.offers import ModelScheme
 from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter
 from sphere_plugins.module_folder import checked_ints, load_module_folder, save_module_folder
+from sphere_plugins.records import record_format
 
 
 def _declared_shape(model: Any, options: dict[str, Any]) -> tuple[int, ...] | None:
@@ -98,13 +99,12 @@ def _load_saved(folder: Path, options: dict[str, Any]) -> ConvAutoencoder:
 def sphere_save_model(model: Any, folder: Path) -> str | None:
     if type(model) is not ConvAutoencoder:
         return None
-    save_module_folder(model, folder, {"format": SAVED_FORMAT, "class": "ConvAutoencoder", "config": model.config})
+    save_module_folder(model, folder, SAVED_FORMAT, {"class": "ConvAutoencoder", "config": model.config})
     return "builtin"
 
 
 def _is_saved_builtin(path: Path) -> bool:
-    config = path / "config.json"
-    return config.is_file() and f'"{SAVED_FORMAT}"' in config.read_text(errors="replace")[:4096]
+    return record_format(path / "config.json") == SAVED_FORMAT
 
 
 @hookimpl

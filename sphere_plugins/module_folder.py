@@ -1,4 +1,5 @@
-"""Plugins' helpers for a model saved as one folder: config.json (with a 'format' field) and model.safetensors.
+"""Plugins' helpers for a model saved as one folder: config.json (a record tagged with the plugin's format, see
+sphere_plugins.records) and model.safetensors.
 
 Reading treats the folder as untrusted: the config's size is bounded, both files must lie inside the folder, and
 the module the config describes is laid out and compared with the weight file's shapes before it is built
@@ -7,7 +8,6 @@ the module the config describes is laid out and compared with the weight file's 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from torch import nn
 
 from sphere_plugins.errors import MissingWeightsError, SavedFolderError, describe
 from sphere_plugins.layout import build_to_fit, inside, load_tensors, tensor_shapes
+from sphere_plugins.records import read_record, record_text, write_record
 from sphere_plugins.weights import allow_flag, check_finite
 
+CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -28,28 +30,18 @@ def write_safetensors(path: Path, state: dict[str, Any]) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
 
 
-def jsonable(value: Any, where: str) -> Any:
-    """`value` as plain JSON data (dicts with string keys, lists, numbers, strings); ValueError naming `where`."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v, where) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"{where} = {value!r} ({type(value).__name__}) cannot be saved as JSON; "
-                     "save_pretrained stores plain numbers, strings, lists and dicts")
-
-
-def save_module_folder(module: nn.Module, folder: Path, config: dict[str, Any]) -> None:
-    """Plugins' helper: `config` as config.json and the module's state as model.safetensors in `folder`."""
-    text = json.dumps(jsonable(config, "config"), indent=2, sort_keys=True) + "\n"
+def save_module_folder(module: nn.Module, folder: Path, format: str, config: dict[str, Any],
+                       format_version: int = 1) -> None:
+    """Plugins' helper: `config` as a `format` record (sphere_plugins.records) in config.json and the module's
+    state as model.safetensors in `folder`."""
+    record_text(config, format, format_version)  # an unsaveable config fails before any file is written
     write_safetensors(folder / "model.safetensors", {k: v.clone() for k, v in module.state_dict().items()})
-    (folder / "config.json").write_text(text)
+    write_record(folder / CONFIG_FILE, config, format, format_version)
 
 
-def load_module_folder(folder: Path, expected_format: str, build: Callable[[dict[str, Any]], nn.Module],
-                       allow_nonfinite: bool = False) -> tuple[dict[str, Any], nn.Module]:
-    """Plugins' helper: the config and the module of a folder save_module_folder wrote with config['format'] set.
+def load_module_folder(folder: Path, format: str, build: Callable[[dict[str, Any]], nn.Module],
+                       allow_nonfinite: bool = False, format_version: int = 1) -> tuple[dict[str, Any], nn.Module]:
+    """Plugins' helper: the config record and the module of a folder save_module_folder wrote with this `format`.
 
     `build(config)` makes the module from the config (it should check the fields it reads); it is first laid
     out on the meta device and compared with model.safetensors' shapes, so a config asking for more than the
@@ -57,20 +49,12 @@ def load_module_folder(folder: Path, expected_format: str, build: Callable[[dict
     weights in NonFiniteWeightsError unless allow_nonfinite (sphere_plugins.weights).
     """
     allow_flag(allow_nonfinite)
-    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    config_path, weights = folder / CONFIG_FILE, folder / "model.safetensors"
     for path in (config_path, weights):
         if not (path.is_file() or path.is_symlink()):
             raise MissingWeightsError(path.name, str(folder.resolve()), f"Loading the saved model {str(folder)!r}")
         inside(folder, path, f"the saved model {str(folder)!r}")
-    if config_path.stat().st_size > MAX_CONFIG_BYTES:
-        raise SavedFolderError(f"{str(config_path)!r} is larger than {MAX_CONFIG_BYTES} bytes; not a model config")
-    try:
-        config = json.loads(config_path.read_bytes())
-    except (ValueError, RecursionError) as error:
-        raise SavedFolderError(f"{str(config_path)!r} is not valid JSON: {str(error)[:200]}") from None
-    if not isinstance(config, dict) or config.get("format") != expected_format:
-        raise SavedFolderError(f"{str(config_path)!r} is not a {expected_format} config "
-                               f"(expected field 'format': '{expected_format}')")
+    config = read_record(config_path, format, format_version, error=SavedFolderError, max_bytes=MAX_CONFIG_BYTES)
     module = build_to_fit(lambda: build(config), tensor_shapes(weights), repr(str(config_path)), repr(str(weights)))
     state = load_tensors(weights)
     check_finite(state, repr(str(weights)), allow_nonfinite, {k: v.dtype for k, v in module.state_dict().items()})

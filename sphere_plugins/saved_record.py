@@ -3,13 +3,13 @@ hand-edited or hostile record ends in one SavedFolderError naming the file and t
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sphere_plugins.errors import SavedFolderError, describe
 from sphere_plugins.layout import inside
+from sphere_plugins.records import read_record
 
 # A folder written by SphericalGenerator/SphericalAutoencoder.save_pretrained holds this file.
 WRAPPER_CONFIG = "sphere_model.json"
@@ -39,7 +39,6 @@ def _names(value: Any) -> bool:
 
 # Each field with what it must be: a test and the words for the message.
 _CHECKS = {
-    "format_version": (lambda v: _int(v) and v == FORMAT_VERSION, f"{FORMAT_VERSION} (the version this code reads)"),
     "role": (lambda v: v in ROLES, " or ".join(map(repr, ROLES))),
     "center": (lambda v: isinstance(v, bool), "true or false"),
     "spherize": (lambda v: isinstance(v, bool), "true or false"),
@@ -70,14 +69,7 @@ def read_settings(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SavedFolderError(f"no {WRAPPER_CONFIG} in {str(folder)!r}: expected a folder written by save_pretrained")
     inside(folder, path, "the saved settings")
-    if path.stat().st_size > MAX_RECORD_BYTES:
-        raise SavedFolderError(f"{str(path)!r} is larger than {MAX_RECORD_BYTES} bytes; not a settings record")
-    try:
-        record = json.loads(path.read_bytes())
-    except (ValueError, RecursionError) as error:
-        raise SavedFolderError(f"{str(path)!r} is not valid JSON: {str(error)[:200]}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise SavedFolderError(f"{str(path)!r} is not a {FORMAT} record (expected field 'format': '{FORMAT}')")
+    record = read_record(path, FORMAT, FORMAT_VERSION, error=SavedFolderError, max_bytes=MAX_RECORD_BYTES)
     unknown = sorted(set(record) - set(FIELDS))
     missing = [name for name in FIELDS if name not in record]
     if unknown or missing:

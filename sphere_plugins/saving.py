@@ -14,9 +14,7 @@ class registered through `sphere_register_saved_modules` once their layout fits 
 
 from __future__ import annotations
 
-import json
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,9 @@ from torch import nn
 from sphere_plugins.errors import MissingWeightsError, SavedFolderError, SpherePluginsError
 from sphere_plugins.hookspecs import hookimpl
 from sphere_plugins.layout import build_to_fit, inside, load_tensors, tensor_shapes
-from sphere_plugins.module_folder import jsonable, write_safetensors
+from sphere_plugins.module_folder import write_safetensors
 from sphere_plugins.offers import ModelScheme
+from sphere_plugins.records import installed_versions, jsonable, write_record
 from sphere_plugins.saved_modules import saved_module_classes, saved_module_name
 from sphere_plugins.saved_record import FORMAT, FORMAT_VERSION, WRAPPER_CONFIG, read_settings
 from sphere_plugins.schemes import load_model, write_model
@@ -40,13 +39,6 @@ STATE_FILE = "wrapper_state.safetensors"
 _OWN_CHILDREN = ("model", "latent", "loss_fn")
 # Attributes a wrapper declares as None until an extra submodule fills them.
 _EXTRA_SLOTS = ("fitted_prior",)
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
 
 
 def source_model(wrapper: nn.Module) -> Any:
@@ -72,12 +64,10 @@ def _extra_children(wrapper: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 def settings(wrapper: nn.Module) -> dict[str, Any]:
-    """The JSON record save_pretrained writes for `wrapper` (without the model's scheme)."""
+    """The fields of the record save_pretrained writes for `wrapper` (without the model's scheme)."""
     latent = wrapper.latent
     options = dict(getattr(wrapper, "adapter_options", None) or getattr(wrapper.adapter, "options", None) or {})
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "role": "autoencoder" if isinstance(wrapper, SphericalAutoencoder) else "generator",
         "center": latent.center,
         "spherize": latent.spherize,
@@ -89,12 +79,8 @@ def settings(wrapper: nn.Module) -> dict[str, Any]:
         "latent_noise": float(getattr(wrapper, "latent_noise", 0.0) or 0.0),
         "options": jsonable(options, "adapter options"),
         "extra_modules": _extra_children(wrapper),
-        "versions": {name: _version(name) for name in ("sphere-plugins", "torch")},
+        "versions": installed_versions("sphere-plugins", "torch"),
     }
-
-
-def _write_json(path: Path, record: Any) -> None:
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def save_pretrained(wrapper: nn.Module, folder: Path) -> None:
@@ -107,7 +93,7 @@ def save_pretrained(wrapper: nn.Module, folder: Path) -> None:
     # Written even when empty, so that saving again replaces the tensors of an earlier save.
     own = {k: v for k, v in wrapper.state_dict().items() if not k.startswith("model.")}
     write_safetensors(folder / STATE_FILE, own)
-    _write_json(folder / WRAPPER_CONFIG, record)
+    write_record(folder / WRAPPER_CONFIG, record, FORMAT, FORMAT_VERSION)
 
 
 def _extra_module(wrapper: nn.Module, name: str, entry: dict[str, Any], shapes: dict[str, tuple[int, ...]],

@@ -176,7 +176,9 @@ EDITS = [  # (file, edit, what the message names)
     ("model/config.json", lambda c: c["config"].update(width="8"), "width must be an int"),
     ("model/config.json", lambda c: c["config"].update(depth=3), "unknown argument 'depth'"),
     ("model/config.json", lambda c: c["config"].update(resolution=32), "does not fit the module"),
-    ("model/config.json", _set("format", "other"), "is not a sphere-plugins-builtin config"),
+    ("model/config.json", _set("format", "other"), "has format 'other', expected 'sphere-plugins-builtin'"),
+    ("model/config.json", lambda c: c.pop("format_version"), "has format_version None, expected 1"),
+    ("sphere_model.json", _set("format_version", 2), "has format_version 2, expected 1"),
 ]
 
 

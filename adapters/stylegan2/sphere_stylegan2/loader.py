@@ -3,7 +3,6 @@ and our own folder format (one safetensors file per network plus a JSON config).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sphere_plugins.adapter import MissingWeightsError, UnsafePickleError
 from sphere_plugins.errors import SpherePluginsError, describe
 from sphere_plugins.files import atomic_write
 from sphere_plugins.output_folder import OutputFolder
+from sphere_plugins.records import jsonable, read_record, write_record
 from sphere_plugins.weights import allow_flag, check_finite
 from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (
@@ -212,26 +212,12 @@ def load_pickle(path: str | Path, allow_nonfinite: bool = False) -> dict[str, An
                                  f"{type(error).__name__}: {str(error)[:200]}") from None
 
 
-MAX_CONFIG_BYTES = 1 << 20
-
-
 def _read_config(folder: Path) -> dict[str, Any]:
     """config.json of a saved folder, with its format, version and every network entry checked."""
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise _missing(config_path)
-    if config_path.stat().st_size > MAX_CONFIG_BYTES:
-        raise NetworkFormatError(f"{config_path} is larger than {MAX_CONFIG_BYTES} bytes; not a {FORMAT} config")
-    try:
-        config = json.loads(config_path.read_bytes())
-    except (ValueError, RecursionError) as error:
-        raise NetworkFormatError(f"{config_path} is not valid JSON: {str(error)[:200]}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise NetworkFormatError(f"{config_path} is not a {FORMAT} config (expected 'format': '{FORMAT}')")
-    version = config.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise NetworkFormatError(f"{config_path} has format_version {describe(version)}; this version of "
-                                 f"sphere-stylegan2 reads format_version {FORMAT_VERSION} (upgrade to read newer)")
+    config = read_record(config_path, FORMAT, FORMAT_VERSION, error=NetworkFormatError)
     networks = config.get("networks")
     if not isinstance(networks, dict) or not networks:
         raise NetworkFormatError(f"{config_path}: 'networks' must be a non-empty dict of role -> entry")
@@ -307,16 +293,6 @@ def _roles(networks: nn.Module | Mapping[str, nn.Module]) -> dict[str, nn.Module
     return dict(networks)
 
 
-def _jsonable(value: Any, where: str) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, where) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, where) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"{where}: init argument {value!r} of type {type(value).__name__} cannot be stored as JSON")
-
-
 def save_network(networks: nn.Module | Mapping[str, nn.Module], folder: str | Path) -> Path:
     """Save one network or a dict {role: network} as safetensors + config.json. The folder must be new, empty or
     one sphere-plugins wrote (OutputFolderError otherwise); each file arrives whole."""
@@ -336,11 +312,10 @@ def write_network(networks: nn.Module | Mapping[str, nn.Module], folder: Path) -
         blob = save(state)
         atomic_write(folder / weights, lambda handle: handle.write(blob))
         entries[role] = {"class_name": type(module).__name__,
-                         "init_args": _jsonable(getattr(module, "_init_args", ()), role),
-                         "init_kwargs": _jsonable(getattr(module, "_init_kwargs", {}), role),
+                         "init_args": jsonable(getattr(module, "_init_args", ()), f"{role} init_args"),
+                         "init_kwargs": jsonable(getattr(module, "_init_kwargs", {}), f"{role} init_kwargs"),
                          "weights": weights}
-    text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "networks": entries}, indent=2)
-    atomic_write(folder / CONFIG_NAME, lambda handle: handle.write(text.encode()))
+    write_record(folder / CONFIG_NAME, {"networks": entries}, FORMAT, FORMAT_VERSION)
 
 
 def save_nvlabs_pickle(path: str | Path, G: nn.Module | None = None, D: nn.Module | None = None,

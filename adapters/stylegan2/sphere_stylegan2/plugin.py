@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from sphere_plugins.adapter import (
     check_adapter_options,
     hookimpl,
 )
+from sphere_plugins.records import record_format
 from sphere_stylegan2.configs import TINY_DEFAULTS, tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator, labels
@@ -157,13 +157,7 @@ def sphere_save_model(model: Any, folder: Path) -> str | None:
 def _recognizes(path: Path) -> bool:
     if path.is_file():
         return path.suffix == ".pkl"
-    config = path / CONFIG_NAME
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("format") == FORMAT
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return False
+    return record_format(path / CONFIG_NAME) == FORMAT
 
 
 @hookimpl

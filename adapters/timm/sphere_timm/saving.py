@@ -7,6 +7,7 @@ from typing import Any
 
 from sphere_plugins.module_folder import checked_ints, load_module_folder, save_module_folder
 from sphere_plugins.nets import ConvDecoder
+from sphere_plugins.records import record_format
 
 from sphere_timm.autoencoder import TimmAutoencoder
 from sphere_timm.encoder import TimmEncoder
@@ -20,10 +21,10 @@ def save_timm_autoencoder(model: TimmAutoencoder, folder: Path) -> None:
         raise ValueError(f"save_pretrained saves a TimmAutoencoder whose decoder is the core's ConvDecoder, got "
                          f"{type(model.decoder).__name__}; save your decoder yourself (its state_dict)")
     encoder = model.encoder
-    config = {"format": FORMAT, "decoder": model.decoder.config,
+    config = {"decoder": model.decoder.config,
               "encoder": {"name": encoder.name, "z_dim": encoder.z_dim, "in_chans": encoder.in_chans,
                           "min_size": encoder.min_size, "timm_kwargs": encoder.timm_kwargs}}
-    save_module_folder(model, folder, config)
+    save_module_folder(model, folder, FORMAT, config)
 
 
 # What a saved folder's config may set: bounded ints for the decoder and the encoder, and timm keyword arguments
@@ -71,5 +72,4 @@ def load_saved(folder: Path, options: dict[str, Any]) -> TimmAutoencoder:
 
 def is_saved_timm(path: Path) -> bool:
     """True for a folder save_timm_autoencoder wrote."""
-    config = path / "config.json"
-    return config.is_file() and f'"{FORMAT}"' in config.read_text(errors="replace")[:4096]
+    return record_format(path / "config.json") == FORMAT
