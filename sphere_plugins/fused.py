@@ -1,27 +1,19 @@
-"""Kernels behind `centerize_spherize`: an eager one built on layer norm, and an opt-in compiled one.
+"""Kernels behind `centerize_spherize`: layer norm's when the vector spans trailing dimensions, two passes
+otherwise.
 
-Both read the input once for the statistics and once more for the output, the floor for this operation
-(a copy reads once and writes once). Neither forms sum(z^2) - d * mean^2 from raw entries, which loses
-every digit when the mean is large against the spread (an offset of 1e4 with unit spread in float32):
-both accumulate Welford moments (mean and squared deviations from the running mean), whose error stays
-at the float rounding of the mean itself.
+Layer norm reads the input once for the statistics and once more for the output, the floor for this
+operation (a copy reads once and writes once). Neither kernel forms sum(z^2) - d * mean^2 from raw entries,
+which loses every digit when the mean is large against the spread (an offset of 1e4 with unit spread in
+float32): layer norm accumulates Welford moments (mean and squared deviations from the running mean), and
+the two-pass kernel centers before squaring, so the error stays at the float rounding of the mean itself.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
-import warnings
 
 import torch
 from torch import Tensor
-
-# The compiled kernel is opt-in (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1): on a CPU it measured no faster than
-# layer norm at 16 and 128 MiB and slower below (its call costs more), and its first call compiles for
-# seconds. Where it is on, inputs smaller than COMPILE_MIN_BYTES still take layer norm.
-COMPILE_ENV = "SPHERE_PLUGINS_COMPILE_CONSTRAINT"
-COMPILE_MIN_BYTES = 16 * 2**20
 
 # Layer norm's constant weight, kept between calls: building it is one allocation and fill per call, about
 # a fifth of a tensor copy's time at 1 MiB. Bounded; emptied rather than evicted one by one (it only
@@ -80,65 +72,3 @@ def two_pass_constraint(z: Tensor, radius: float, reduce: tuple[int, ...]) -> tu
     if torch.is_grad_enabled() and centered.requires_grad:
         return centered * scale, scale  # the norm's backward needs `centered` unchanged
     return centered.mul_(scale), scale
-
-
-def welford_constraint(z: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
-    """(centerize_spherize(z), radius / norm) over all non-batch dimensions, written for inductor: var_mean
-    lowers to one Welford reduction pass and the rest fuses into one pointwise pass. `radius` is a tensor
-    so that a new radius reuses the compiled kernel."""
-    d = z[0].numel()
-    x = z.reshape(z.shape[0], d)
-    var, mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)
-    scale = radius * torch.rsqrt(var * d)
-    return ((x - mean) * scale).to(z.dtype).view_as(z), scale.view((-1,) + (1,) * (z.dim() - 1))
-
-
-class CompiledConstraint:
-    """`welford_constraint` under torch.compile: compiled on first use (never at import), once for all
-    shapes (dynamic), shared by threads; any failure to compile or run switches it off for the process
-    with one warning, and the caller falls back to eager. Used only without autograd: its compiled backward
-    would refuse retain_graph and double backward, which the eager kernels support."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kernel = None
-        self._ready: set[tuple] = set()
-        self.error: Exception | None = None
-
-    def enabled(self) -> bool:
-        """Asked for (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1) and not failed before in this process."""
-        return self.error is None and os.environ.get(COMPILE_ENV, "0") == "1"
-
-    def wanted(self, z: Tensor, reduce: tuple[int, ...]) -> bool:
-        """Whether `z` should take the compiled kernel: large, contiguous, all non-batch dims, no autograd,
-        floating point, and not already inside someone's torch.compile (their compiler fuses it there)."""
-        return (z.numel() * z.element_size() >= COMPILE_MIN_BYTES and self.enabled()
-                and reduce == tuple(range(1, z.dim())) and z.is_floating_point() and z.is_contiguous()
-                and not (torch.is_grad_enabled() and z.requires_grad)
-                and not torch.compiler.is_compiling())
-
-    def __call__(self, z: Tensor, radius: float) -> tuple[Tensor, Tensor] | None:
-        """The constraint and radius / norm, or None when compiling is unavailable here."""
-        radius_t = torch.full((1, 1), radius, dtype=torch.float32 if z.dtype in (torch.float16, torch.bfloat16)
-                              else z.dtype, device=z.device)
-        key = (z.device.type, z.dtype, z.dim())
-        try:
-            if key in self._ready:
-                return self._kernel(z, radius_t)
-            with self._lock:  # one thread compiles; the others wait for the result instead of compiling too
-                if self.error is not None:
-                    return None
-                if self._kernel is None:
-                    self._kernel = torch.compile(welford_constraint, dynamic=True)
-                result = self._kernel(z, radius_t)
-                self._ready.add(key)
-                return result
-        except Exception as error:  # no compiler, unsupported backend: eager is always correct
-            self.error = error
-            warnings.warn(f"centerize_spherize: torch.compile failed ({type(error).__name__}: {error}); "
-                          f"using the eager kernel from now on (unset {COMPILE_ENV} to skip the attempt)",
-                          RuntimeWarning, stacklevel=3)
-            return None
-
-
-compiled_constraint = CompiledConstraint()

@@ -69,17 +69,13 @@ def centerize_spherize(z: Tensor, radius: float = 1.0, dims: Dims = None, check:
     """spherize(centerize(z)), the spherical constraint of eq. (10), in one fused kernel.
 
     Same values as chaining the two, at about the cost of two reads and one write of z: layer norm's
-    kernel when the vector spans trailing dimensions (the default), two passes otherwise, and with
-    SPHERE_PLUGINS_COMPILE_CONSTRAINT=1 a torch.compile kernel for inputs of 16 MiB or more without
-    autograd (sphere_plugins.fused). Gradients are the eager kernels' exact analytic ones.
+    kernel when the vector spans trailing dimensions (the default), two passes otherwise
+    (sphere_plugins.fused). Gradients are the kernels' exact analytic ones.
     """
     _check_radius(radius)
     reduce = vector_dims(z, dims)
-    result = fused.compiled_constraint(z, radius) if fused.compiled_constraint.wanted(z, reduce) else None
-    if result is None:
-        kernel = fused.layer_norm_constraint if fused.trailing_dims(z, reduce) else fused.two_pass_constraint
-        result = kernel(z, radius, reduce)
-    out, scale = result
+    kernel = fused.layer_norm_constraint if fused.trailing_dims(z, reduce) else fused.two_pass_constraint
+    out, scale = kernel(z, radius, reduce)
     if check:
         _check_scale(z, scale)
     return out

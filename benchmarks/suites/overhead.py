@@ -14,8 +14,7 @@ import torch
 from benchmarks.common import code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
-from sphere_plugins import centerize, centerize_spherize, fused, load_model, spherize, wrap_generator
-from sphere_plugins.latent import _check_scale
+from sphere_plugins import centerize, centerize_spherize, load_model, spherize, wrap_generator
 from sphere_plugins.nets import ConvDecoder
 from sphere_plugins.timing import interleaved_times, median_ratio, synchronize
 from sphere_plugins.training import conv_objective
@@ -99,20 +98,10 @@ def centerize_spherize_two_reads(z: torch.Tensor, radius: float = 1.0) -> torch.
     return torch.addcmul(-mean * scale, z, scale)
 
 
-def compiled_constraint(z: torch.Tensor) -> torch.Tensor | None:
-    """The core's opt-in torch.compile kernel on `z` at any size (the core uses it only from 16 MiB and only
-    when SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), with the same check; None where compiling fails here."""
-    result = fused.compiled_constraint(z, 1.0)
-    if result is not None:
-        _check_scale(z, result[1])
-        return result[0]
-    return None
-
-
-def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, compiled: bool = False) -> list[dict]:
+def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int) -> list[dict]:
     """Median ms of z.clone(), the core's centerize_spherize(z) (checked and unchecked), the two calls
-    chained, layer norm's kernel alone (the floor of the core's eager path), the two-read reference formula,
-    and with `compiled` the opt-in compiled kernel, per shape."""
+    chained, layer norm's kernel alone (the floor of the core's path) and the two-read reference formula,
+    per shape."""
     rows = []
     generator = torch.Generator().manual_seed(seed)
     for shape in shapes:
@@ -128,8 +117,6 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, co
                 "chained": lambda: spherize(centerize(z), 1.0),
                 "layer norm kernel": lambda: torch.native_layer_norm(z, vector_shape, weight, None, 0.0),
                 "two-read formula": lambda: centerize_spherize_two_reads(z),
-                **({"compiled kernel": lambda: compiled_constraint(z)}
-                   if compiled and compiled_constraint(z) is not None else {}),
             }, repeats, device)
         rows.append({"shape": list(shape), "megabytes": z.numel() * z.element_size() / 2**20,
                      **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
@@ -138,9 +125,7 @@ def copy_times(device: str, shapes: list[list[int]], repeats: int, seed: int, co
                      "ratio_chained": median_ratio(times, "chained", "copy"),
                      "ratio_kernel": median_ratio(times, "layer norm kernel", "copy"),
                      "ratio_copy_again": median_ratio(times, "copy again", "copy"),
-                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy"),
-                     "ratio_compiled": (median_ratio(times, "compiled kernel", "copy") if "compiled kernel" in times
-                                        else None)})
+                     "ratio_two_reads": median_ratio(times, "two-read formula", "copy")})
     return rows
 
 
@@ -194,9 +179,8 @@ def run(ctx: Context) -> None:
     key = {"device": device, "seed": seed, "threads": torch.get_num_threads(), "code": code_fingerprint()}
     wrap_rows = ctx.cached("wrapper", {**key, "batch": s.batch, "repeats": s.repeats},
                            lambda: wrapper_times(device, s.batch, s.repeats, seed))
-    compiled = s.compile
-    copy_rows = ctx.cached("copy", {**key, "shapes": s.copy_shapes, "repeats": s.repeats, "compile": compiled},
-                           lambda: copy_times(device, s.copy_shapes, s.repeats, seed, compiled))
+    copy_rows = ctx.cached("copy", {**key, "shapes": s.copy_shapes, "repeats": s.repeats},
+                           lambda: copy_times(device, s.copy_shapes, s.repeats, seed))
     try:
         steps = ctx.cached("train_step", {**key, "repeats": s.step_repeats},
                            lambda: step_times(device, s.step_repeats, seed))
@@ -204,7 +188,7 @@ def run(ctx: Context) -> None:
         steps = None
         ctx.note(f"training-step timing skipped: {error}")
     report(ctx, s, wrap_rows, copy_rows, steps)
-    if compiled:
+    if s.compile:
         try:
             rows = ctx.cached("compile", {**key, "repeats": s.step_repeats},
                               lambda: compile_times(device, s.step_repeats, seed))
@@ -252,29 +236,25 @@ def report(ctx: Context, s: Preset, wrap_rows: list[dict], copy_rows: list[dict]
                    copy_ms=r["copy_ms"], cs_ms=r["c+s_ms"], unchecked_ratio=r["ratio_unchecked"],
                    chained_ratio=r["ratio_chained"], kernel_ratio=r["ratio_kernel"],
                    noise_floor_ratio=r["ratio_copy_again"],
-                   two_read_formula_ratio=r["ratio_two_reads"],
-                   compiled_kernel_ratio=r.get("ratio_compiled"))
+                   two_read_formula_ratio=r["ratio_two_reads"])
         ctx.target(f"centerize+spherize, shape {r['shape']}", f"<= {COPY_TARGET:g}x a copy", f"{r['ratio']:.2f}x "
                    f"(unchecked {r['ratio_unchecked']:.2f}x)", r["ratio"] <= COPY_TARGET)
     ctx.table("centerize + spherize vs one tensor copy (z.clone())",
               markdown_table(["shape", "MiB", "copy ms", "copy again / copy", "c+s ms", "c+s / copy",
                               "unchecked / copy", "chained / copy", "layer norm kernel / copy",
-                              "two-read formula / copy", "compiled kernel / copy"],
+                              "two-read formula / copy"],
                              [["x".join(map(str, r["shape"])), r["megabytes"], r["copy_ms"],
                                r["ratio_copy_again"], r["c+s_ms"], r["ratio"], r["ratio_unchecked"],
-                               r["ratio_chained"], r["ratio_kernel"], r["ratio_two_reads"],
-                               "n/a" if r.get("ratio_compiled") is None else r["ratio_compiled"]]
+                               r["ratio_chained"], r["ratio_kernel"], r["ratio_two_reads"]]
                               for r in copy_rows]),
               "c+s = the core's centerize_spherize(z), what the wrappers run, with its NaN/zero-norm check; "
               "'copy again' times the same copy a second time: its ratio is this run's noise floor (large tensors "
               "swing with the allocator's page faults); "
               "'unchecked' passes check=False; 'chained' is spherize(centerize(z)), two public calls; "
               "'layer norm kernel' is torch.native_layer_norm with a prepared weight, the kernel c+s runs without "
-              "its call's checks and set-up: the floor of the eager path, so c+s minus it is the call's own cost. "
+              "its call's checks and set-up: the floor of the core's path, so c+s minus it is the call's own cost. "
               "The two-read formula is a reference written here (mean and norm in two reads, one fused write), "
-              "to show how close to a copy the operation can get; it is not what the core runs. 'compiled kernel' "
-              "is the core's opt-in torch.compile kernel (SPHERE_PLUGINS_COMPILE_CONSTRAINT=1), timed here at every "
-              "size although the core uses it only from 16 MiB; n/a where torch.compile fails on this machine.")
+              "to show how close to a copy the operation can get; it is not what the core runs.")
     if steps is not None:
         for kind, ms in steps["median_ms"].items():
             ctx.record("train_step_ms", ms, model=f"{kind} objective, conv 16x16, z {steps['z_dim']}",
