@@ -42,10 +42,8 @@ _EXTRA_SLOTS = ("fitted_prior",)
 
 
 def source_model(wrapper: nn.Module) -> Any:
-    """What the user wrapped: the object given to wrap_*, else the adapter's source or module."""
+    """What the user wrapped: the object given to wrap_*, else the adapter's module."""
     source = wrapper.__dict__.get("_source")
-    if source is None:
-        source = getattr(wrapper.adapter, "source", None)
     return source if source is not None else wrapper.adapter.module
 
 
@@ -66,7 +64,7 @@ def _extra_children(wrapper: nn.Module) -> dict[str, dict[str, Any]]:
 def settings(wrapper: nn.Module) -> dict[str, Any]:
     """The fields of the record save_pretrained writes for `wrapper` (without the model's scheme)."""
     latent = wrapper.latent
-    options = dict(getattr(wrapper, "adapter_options", None) or getattr(wrapper.adapter, "options", None) or {})
+    options = dict(getattr(wrapper, "adapter_options", None) or {})
     return {
         "role": "autoencoder" if isinstance(wrapper, SphericalAutoencoder) else "generator",
         "center": latent.center,

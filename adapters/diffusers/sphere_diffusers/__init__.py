@@ -1,6 +1,5 @@
 """sphere-plugins adapter for diffusers: AutoencoderKL / VQModel / AutoencoderTiny and unconditional pipelines."""
 
 from sphere_diffusers.loading import build_tiny_ddpm, build_tiny_vae, load_diffusers
-from sphere_diffusers.saving import load_spherical, save_spherical
 
-__all__ = ["build_tiny_ddpm", "build_tiny_vae", "load_diffusers", "load_spherical", "save_spherical"]
+__all__ = ["build_tiny_ddpm", "build_tiny_vae", "load_diffusers"]

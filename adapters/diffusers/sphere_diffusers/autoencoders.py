@@ -18,9 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from sphere_plugins.adapter import check_adapter_options
-
-from sphere_diffusers.adapter_types import DiffusersAutoencoderAdapter, DiffusersGeneratorAdapter
+from sphere_plugins.adapter import AutoencoderAdapter, GeneratorAdapter, check_adapter_options
 
 OPTIONS = ("z_shape", "latent_size", "use_scaling_factor")
 
@@ -131,16 +129,15 @@ def _codec(vae: Any, kind: str, options: dict[str, Any]) -> tuple[VAECodec, tupl
     return VAECodec(vae, kind, z_shape, latent_scale(vae, options.get("use_scaling_factor", True))), z_shape
 
 
-def autoencoder_adapter(vae: Any, kind: str, options: dict[str, Any]) -> DiffusersAutoencoderAdapter:
+def autoencoder_adapter(vae: Any, kind: str, options: dict[str, Any]) -> AutoencoderAdapter:
     """Describe a supported diffusers VAE as an autoencoder on images in [-1, 1]."""
     codec, z_shape = _codec(vae, kind, options)
-    return DiffusersAutoencoderAdapter(z_shape=z_shape, encode=codec.encode, decode=codec.decode, module=vae,
-                                       name=kind, input_range=(-1.0, 1.0), source=vae, options=dict(options))
+    return AutoencoderAdapter(z_shape=z_shape, encode=codec.encode, decode=codec.decode, module=vae, name=kind,
+                              input_range=(-1.0, 1.0))
 
 
-def decoder_adapter(vae: Any, kind: str, options: dict[str, Any]) -> DiffusersGeneratorAdapter:
+def decoder_adapter(vae: Any, kind: str, options: dict[str, Any]) -> GeneratorAdapter:
     """Describe a supported diffusers VAE's decoder as a generator sampled from a prior."""
     codec, z_shape = _codec(vae, kind, options)
-    return DiffusersGeneratorAdapter(z_shape=z_shape, generate=codec.decode, module=vae, name=f"{kind} decoder",
-                                     latent_entry="scaled latent (divided by scaling_factor before decode)",
-                                     source=vae, options=dict(options))
+    return GeneratorAdapter(z_shape=z_shape, generate=codec.decode, module=vae, name=f"{kind} decoder",
+                            latent_entry="scaled latent (divided by scaling_factor before decode)")

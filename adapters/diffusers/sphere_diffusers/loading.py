@@ -160,10 +160,6 @@ def load_diffusers(name: str, options: dict[str, Any]) -> Any:
         raise ValueError(f"local_files_only must be True or False, got {local_only!r}")
     folder = Path(name).expanduser()
     if folder.is_dir():
-        from sphere_diffusers.saving import ADAPTER_FILE, load_spherical
-
-        if (folder / ADAPTER_FILE).is_file():  # save_spherical wrote it: the wrapper, not the bare model
-            return load_spherical(folder, **options)
         return load_folder(folder, {**options, "local_files_only": True})
     if folder.exists():
         raise ValueError(f"'diffusers:{name}' must name a folder written by save_pretrained, got a file")

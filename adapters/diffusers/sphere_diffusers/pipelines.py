@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sphere_plugins.adapter import check_adapter_options
+from sphere_plugins.adapter import GeneratorAdapter, check_adapter_options
 
-from sphere_diffusers.adapter_types import DiffusersGeneratorAdapter
 from sphere_diffusers.recognize import (
     accepts_latents,
     loop_pipeline_class,
@@ -141,7 +140,7 @@ class LatentsCall:
         return to_signed_images(output.images)
 
 
-def pipeline_adapter(pipe: Any, options: dict[str, Any]) -> DiffusersGeneratorAdapter:
+def pipeline_adapter(pipe: Any, options: dict[str, Any]) -> GeneratorAdapter:
     """Describe a diffusion pipeline as a generator whose initial noise comes from the wrapper."""
     name = type(pipe).__name__
     if accepts_latents(type(pipe)):
@@ -154,6 +153,5 @@ def pipeline_adapter(pipe: Any, options: dict[str, Any]) -> DiffusersGeneratorAd
         entry = "initial noise of the denoising loop (times scheduler.init_noise_sigma)"
     else:
         raise ValueError(unsupported_message(f"the pipeline {name}"))
-    return DiffusersGeneratorAdapter(z_shape=noise_shape(pipe, options), generate=generate,
-                                     module=pipeline_modules(pipe), name=name, latent_entry=entry,
-                                     source=pipe, options=dict(options), accepts_generator=True)
+    return GeneratorAdapter(z_shape=noise_shape(pipe, options), generate=generate, module=pipeline_modules(pipe),
+                            name=name, latent_entry=entry, accepts_generator=True)

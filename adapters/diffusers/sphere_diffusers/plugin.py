@@ -64,7 +64,7 @@ def sphere_save_model(model: Any, folder: Path) -> str | None:
 
 
 def _recognizes(path: Path) -> bool:
-    """A folder save_pretrained (or save_spherical) wrote: model_index.json, or config.json naming a class."""
+    """A folder diffusers' save_pretrained wrote: model_index.json, or config.json naming a class."""
     if not path.is_dir():
         return False
     if (path / "model_index.json").is_file():
@@ -81,7 +81,6 @@ def sphere_model_schemes() -> list[ModelScheme]:
         "diffusers", ("generator", "autoencoder"),
         "diffusers:PATH, diffusers:owner/repo (from the local cache), diffusers:tiny-vae or diffusers:tiny-ddpm",
         example="diffusers:path/to/folder",
-        description="a save_pretrained folder (pipeline or AutoencoderKL/VQModel/AutoencoderTiny; a save_spherical "
-                    "folder loads as the wrapper), 'owner/repo' from the Hugging Face cache, or "
-                    "'diffusers:tiny-vae' / 'diffusers:tiny-ddpm' (random, small)",
+        description="a save_pretrained folder (pipeline or AutoencoderKL/VQModel/AutoencoderTiny), 'owner/repo' "
+                    "from the Hugging Face cache, or 'diffusers:tiny-vae' / 'diffusers:tiny-ddpm' (random, small)",
         defaults=TINY_DEFAULTS, recognizes=_recognizes, hub_ids=True)]
