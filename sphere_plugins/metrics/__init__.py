@@ -33,7 +33,7 @@ from sphere_plugins.metrics.mse import compute_mse, mse_per_image
 from sphere_plugins.metrics.perceptual import LPIPS, compute_lpips, lpips_backbone_path
 from sphere_plugins.metrics.record import MetricRecord, library_versions
 from sphere_plugins.metrics.sources import ImageSource, SeededImages, iter_image_batches
-from sphere_plugins.metrics.swd import compute_swd, laplacian_pyramid, sliced_wasserstein, sliced_wasserstein_distance
+from sphere_plugins.metrics.swd import compute_swd, laplacian_pyramid, sliced_wasserstein
 
 __all__ = [
     "ClassifierFeatures",
@@ -73,5 +73,4 @@ __all__ = [
     "precision_recall",
     "resolve_features",
     "sliced_wasserstein",
-    "sliced_wasserstein_distance",
 ]

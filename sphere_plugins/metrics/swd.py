@@ -1,8 +1,8 @@
 """Sliced Wasserstein distance between image sets, as ProGAN (Karras et al., 2018) defines it for multi-scale
 evaluation: Laplacian pyramid levels, random 7x7 neighbourhood descriptors, random 1-D projections.
 
-Scaling: functions here return the raw distance; ProGAN's tables print it multiplied by 1e3, and so does
-`compute_swd`, whose record is labelled "SWDx1e3". Pyramid levels run from the full resolution down to
+Scaling: `sliced_wasserstein` returns the raw distance; ProGAN's tables print it multiplied by 1e3, and so
+does `compute_swd`, the entry point for images, whose record is labelled "SWDx1e3". Pyramid levels run from the full resolution down to
 16x16 as in ProGAN; images smaller than 16x16 (e.g. 8x8 digits) get a single level at full size. Each
 set's descriptors are normalized by their own per-channel mean and std, as ProGAN does.
 """
@@ -131,55 +131,6 @@ def _level_descriptors(source, n, levels, count, size, batch_size, generator, na
     return [_normalized(torch.cat(parts)) for parts in collected]
 
 
-def sliced_wasserstein_distance(
-    real: ImageSource,
-    fake: ImageSource,
-    *,
-    n_real: int | None = None,
-    n_fake: int | None = None,
-    nhood_size: int = 7,
-    nhoods_per_image: int = 128,
-    n_projections: int = 512,
-    min_resolution: int = 16,
-    batch_size: int = 64,
-    seed: int = 0,
-) -> dict[str, float]:
-    """ProGAN's SWD (raw, not x1e3) per pyramid level, keyed by resolution ("32", "16", ...), plus "avg"."""
-    return _swd_levels(
-        real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed
-    )[0]
-
-
-def _swd_levels(
-    real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed
-):
-    """Per-level distances and the numbers of real and fake images used."""
-    generator = torch.Generator().manual_seed(seed)
-    first = next(iter(iter_image_batches(real, 1, 1, "real")))
-    size = min(first.shape[-2:])
-    levels = pyramid_level_count(size, min_resolution)
-    lowest = size // 2 ** (levels - 1)
-    if lowest < nhood_size:
-        raise ValueError(
-            f"the {lowest}x{lowest} pyramid level is smaller than the {nhood_size}x{nhood_size} neighbourhood; "
-            "raise min_resolution"
-        )
-    desc_real = _level_descriptors(real, n_real, levels, nhoods_per_image, nhood_size, batch_size, generator, "real")
-    desc_fake = _level_descriptors(fake, n_fake, levels, nhoods_per_image, nhood_size, batch_size, generator, "fake")
-    results = {}
-    for level, (a, b) in enumerate(zip(desc_real, desc_fake)):
-        if a.shape[1] != b.shape[1]:
-            raise ValueError(
-                f"real and fake descriptors differ in size ({a.shape[1]} vs {b.shape[1]}): images differ in channels"
-            )
-        m = min(a.shape[0], b.shape[0])
-        a = a[torch.randperm(a.shape[0], generator=generator)[:m].to(a.device)]
-        b = b[torch.randperm(b.shape[0], generator=generator)[:m].to(b.device)]
-        results[str(size // 2**level)] = float(sliced_wasserstein(a, b, n_projections, generator))
-    results["avg"] = sum(results.values()) / levels
-    return results, desc_real[0].shape[0] // nhoods_per_image, desc_fake[0].shape[0] // nhoods_per_image
-
-
 def compute_swd(
     real: ImageSource,
     fake: ImageSource,
@@ -193,20 +144,40 @@ def compute_swd(
     batch_size: int = 64,
     seed: int = 0,
 ) -> MetricRecord:
-    """SWD as a record labelled "SWDx1e3" (ProGAN's scale): value = 1e3 x average over levels."""
-    levels, count_real, count_fake = _swd_levels(
-        real, fake, n_real, n_fake, nhood_size, nhoods_per_image, n_projections, min_resolution, batch_size, seed
-    )
+    """ProGAN's SWD as a record labelled "SWDx1e3" (ProGAN's scale): value = 1e3 x the average over pyramid
+    levels, and each level's distance (x1e3) in extra["levels_x1e3"], keyed by resolution ("32", "16", ...)."""
+    generator = torch.Generator().manual_seed(seed)
+    first = next(iter(iter_image_batches(real, 1, 1, "real")))
+    size = min(first.shape[-2:])
+    levels = pyramid_level_count(size, min_resolution)
+    lowest = size // 2 ** (levels - 1)
+    if lowest < nhood_size:
+        raise ValueError(
+            f"the {lowest}x{lowest} pyramid level is smaller than the {nhood_size}x{nhood_size} neighbourhood; "
+            "raise min_resolution"
+        )
+    desc_real = _level_descriptors(real, n_real, levels, nhoods_per_image, nhood_size, batch_size, generator, "real")
+    desc_fake = _level_descriptors(fake, n_fake, levels, nhoods_per_image, nhood_size, batch_size, generator, "fake")
+    distances = {}
+    for level, (a, b) in enumerate(zip(desc_real, desc_fake)):
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(
+                f"real and fake descriptors differ in size ({a.shape[1]} vs {b.shape[1]}): images differ in channels"
+            )
+        m = min(a.shape[0], b.shape[0])
+        a = a[torch.randperm(a.shape[0], generator=generator)[:m].to(a.device)]
+        b = b[torch.randperm(b.shape[0], generator=generator)[:m].to(b.device)]
+        distances[str(size // 2**level)] = float(sliced_wasserstein(a, b, n_projections, generator))
     return MetricRecord(
         metric="SWDx1e3",
-        value=1e3 * levels["avg"],
+        value=1e3 * (sum(distances.values()) / levels),
         feature_network="Laplacian pyramid 7x7 neighbourhoods (ProGAN)",
-        n_samples=count_fake,
+        n_samples=desc_fake[0].shape[0] // nhoods_per_image,
         seed=seed,
         data=source_name(real),
         extra={
-            "levels_x1e3": {k: 1e3 * v for k, v in levels.items() if k != "avg"},
+            "levels_x1e3": {k: 1e3 * v for k, v in distances.items()},
             "scale": 1000,
-            "n_real": count_real,
+            "n_real": desc_real[0].shape[0] // nhoods_per_image,
         },
     )

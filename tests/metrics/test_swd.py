@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
-from sphere_plugins.metrics import compute_swd, laplacian_pyramid, sliced_wasserstein, sliced_wasserstein_distance
+from sphere_plugins.metrics import compute_swd, laplacian_pyramid, sliced_wasserstein
 from sphere_plugins.metrics.swd import neighbourhood_descriptors, pyramid_down, pyramid_level_count, pyramid_up
 
 
@@ -108,33 +108,27 @@ def test_image_swd_of_a_set_with_itself_is_near_zero_and_grows_with_noise(digits
     generator = torch.Generator().manual_seed(0)
     noisy = [(other + s * torch.randn(other.shape, generator=generator)).clamp(-1, 1) for s in (0.3, 1.0)]
     options = dict(nhoods_per_image=16, n_projections=128)
-    itself = sliced_wasserstein_distance(real, real, **options)["avg"]
-    same_distribution = sliced_wasserstein_distance(real, other, **options)["avg"]
-    worse = [sliced_wasserstein_distance(real, n, **options)["avg"] for n in noisy]
+    itself = compute_swd(real, real, **options).value
+    same_distribution = compute_swd(real, other, **options).value
+    worse = [compute_swd(real, n, **options).value for n in noisy]
     assert itself < same_distribution < worse[0] < worse[1]
     assert itself < 0.2 * worse[1]
 
 
-def test_swd_reports_each_level_and_their_average(digits):
+def test_swd_reports_each_level_and_their_average_times_a_thousand(digits):
     images = torch.nn.functional.interpolate(digits.images[:64], size=32, mode="bilinear")
-    result = sliced_wasserstein_distance(images[:32], images[32:], nhoods_per_image=8, n_projections=32)
-    assert set(result) == {"32", "16", "avg"}
-    assert result["avg"] == pytest.approx((result["32"] + result["16"]) / 2)
-
-
-def test_compute_swd_record_is_scaled_by_a_thousand(digits):
-    options = dict(nhoods_per_image=8, n_projections=32, seed=3)
-    raw = sliced_wasserstein_distance(digits.images[:50], digits.images[50:100], **options)
-    record = compute_swd(digits.images[:50], digits.images[50:100], **options)
-    assert record.metric == "SWDx1e3"
-    assert record.value == pytest.approx(1e3 * raw["avg"])
-    assert record.n_samples == 50
+    record = compute_swd(images[:32], images[32:], nhoods_per_image=8, n_projections=32, seed=3)
+    levels = record.extra["levels_x1e3"]
+    assert (record.metric, record.n_samples, record.extra["n_real"]) == ("SWDx1e3", 32, 32)
+    assert set(levels) == {"32", "16"}
+    assert record.value == pytest.approx((levels["32"] + levels["16"]) / 2)
+    assert 1 < record.value < 1e3  # x1e3: raw distances between normalized descriptors lie well below 1
 
 
 def test_images_smaller_than_the_neighbourhood_are_rejected():
     images = torch.zeros(4, 1, 6, 6)
     with pytest.raises(ValueError, match="7x7"):
-        sliced_wasserstein_distance(images, images)
+        compute_swd(images, images)
 
 
 def test_the_cpu_sort_gives_torch_sorts_values_ties_and_infinities_included():
