@@ -80,6 +80,8 @@ def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields
     return record
 
 
+# The paper's four sampling priors (each at its registered defaults), in the order its tables list them.
+PRIORS = ("normal", "uniform", "poisson", "chi2")
 PR_K = 3  # precision/recall's neighbourhood size (Kynkaanniemi et al. 2019)
 DC_K = 5  # density/coverage's (Naeem et al. 2020)
 QUALITY_METRICS = ("precision", "recall", "density", "coverage")
@@ -107,6 +109,20 @@ def sample_quality(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, *
         record["extra"].update(extra)
         record.update(fields)
     return records
+
+
+def samples_per_prior(ctx: Context, model: Any, real: Any, extractor: Any, n: int, seed_labels: tuple,
+                      label: str, extra: dict | None = None) -> dict[str, list[dict]]:
+    """{prior: sample_quality records} of n samples of `model.sample(batch, prior=P, generator=g)` for each of
+    the PRIORS, each drawn with its own generator seeded from (*seed_labels, P)."""
+    samples = {}
+    for prior in PRIORS:
+        draws = generator_seed(ctx, *seed_labels, prior)
+        fake = clamped(lambda b: model.sample(b, prior=prior, generator=draws), ctx.device)
+        samples[prior] = sample_quality(ctx, real, fake, extractor, n, prior=prior, model=label,
+                                        data=real.description,
+                                        extra={"measured_on": "decoder samples from the prior", **(extra or {})})
+    return samples
 
 
 _MANIFOLDS: OrderedDict[str, Any] = OrderedDict()  # the real sets' k-NN radii, most recently used last

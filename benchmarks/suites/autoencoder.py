@@ -12,9 +12,9 @@ import torch
 
 from benchmarks.common import markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
-                                   prior_quality_figure, sample_quality)
+                                   prior_quality_figure, samples_per_prior)
 from benchmarks.inputs import load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 from sphere_plugins.training import TrainConfig, conv_objective, train
@@ -23,7 +23,6 @@ NAME = "autoencoder"
 DESCRIPTION = "Table 2: spherical autoencoder vs VAE, S-VAE and plain autoencoder at equal budget"
 MODEL_SCHEMES: tuple[str, ...] = ()
 METHODS = {"sae": "spherical autoencoder", "vae": "VAE", "svae": "S-VAE (von Mises-Fisher)", "ae": "plain autoencoder"}
-PRIORS = ("normal", "uniform", "poisson", "chi2")
 
 
 @dataclass(frozen=True)
@@ -118,12 +117,7 @@ def evaluate(ctx: Context, s: Preset, kind: str, objective: Any, data: Any, test
     label = f"{METHODS[kind]} (conv, d_z {s.z_dim}, {s.steps} steps)"
     recon = in_batches(objective.reconstruct, test.images, ctx.device)
     records = reconstruction_records(ctx, test, recon, extractor, lpips, label)
-    samples = {}
-    for prior in PRIORS:
-        draws = generator_seed(ctx, "samples", kind, prior)
-        fake = clamped(lambda b: objective.sample(b, prior=prior, generator=draws), ctx.device)
-        samples[prior] = sample_quality(ctx, data, fake, extractor, s.n_samples, prior=prior, model=label,
-                                        data=data.description, extra={"measured_on": "decoder samples from the prior"})
+    samples = samples_per_prior(ctx, objective, data, extractor, s.n_samples, ("samples", kind), label)
     return {"reconstruction": records, "samples": samples}
 
 

@@ -18,7 +18,7 @@ import torch
 from benchmarks import same_prior_study as study
 from benchmarks.common import markdown_table, mixed_precision, pick
 from benchmarks.context import Context
-from benchmarks.evaluation import feature_network, generator_seed, in_batches
+from benchmarks.evaluation import PRIORS, feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
 from benchmarks.plots import pyplot
 from sphere_plugins.data import ImageSet, load_images
@@ -32,7 +32,6 @@ NAME = "dimension"
 DESCRIPTION = "spherical autoencoder vs VAE and S-VAE across d_z: samples, code geometry and the options"
 MODEL_SCHEMES: tuple[str, ...] = ()
 METHODS = {"sae": "spherical autoencoder", "vae": "VAE", "svae": "S-VAE (von Mises-Fisher)"}
-PRIORS = ("normal", "uniform", "poisson", "chi2")
 # The options of the spherical autoencoder, each against the plain one at the same budget: (label, training
 # arguments of conv_objective, fitted prior (kind) or None).
 OPTIONS = {

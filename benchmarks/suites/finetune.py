@@ -14,9 +14,9 @@ from torch import Tensor, nn
 
 from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
-                                   prior_quality_figure, sample_quality)
+                                   prior_quality_figure, sample_quality, samples_per_prior)
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 from sphere_plugins import load_model, wrap_autoencoder, wrap_generator
@@ -27,7 +27,6 @@ from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae, tr
 NAME = "finetune"
 DESCRIPTION = "a diffusers AutoencoderKL fine-tuned into a spherical autoencoder, before and after"
 MODEL_SCHEMES = ("diffusers",)
-PRIORS = ("normal", "uniform", "poisson", "chi2")
 # (label, which weights, latents on the sphere): the rows of the table.
 VARIANTS = (("VAE (before)", "before", False), ("VAE, latents on the sphere (no fine-tuning)", "before", True),
             ("fine-tuned spherical autoencoder (after)", "after", True))
@@ -225,13 +224,8 @@ def evaluate(ctx: Context, s: Preset, vae: nn.Module, sphere: bool, options: dic
     autoencoder, generator = codec(vae, sphere, options)
     recon = in_batches(lambda x: autoencoder(x).reconstruction, test.images, ctx.device)
     records = reconstruction_records(ctx, test, recon, extractor, lpips, model)
-    samples = {}
-    for prior in PRIORS:
-        draws = generator_seed(ctx, "finetune-samples", sphere, prior)
-        fake = clamped(lambda b: generator.sample(b, prior=prior, generator=draws), ctx.device)
-        samples[prior] = sample_quality(ctx, data, fake, extractor, s.n_samples, prior=prior, model=model,
-                                 data=data.description, extra={"measured_on": "decoder samples from the prior",
-                                                               "latents_on_sphere": sphere})
+    samples = samples_per_prior(ctx, generator, data, extractor, s.n_samples, ("finetune-samples", sphere), model,
+                                {"latents_on_sphere": sphere})
     return {"reconstruction": records, "samples": samples}
 
 

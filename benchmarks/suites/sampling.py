@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.common import BenchmarkError, markdown_table, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, sample_quality)
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, pyplot, show_images
@@ -29,7 +29,8 @@ from sphere_plugins import load_model, trainable_generators, wrap_generator
 NAME = "sampling"
 DESCRIPTION = "Table 1: sampling a generator trained with N(0, I) latents from four priors"
 MODEL_KIND = "generator"
-PRIORS = {"normal": "N(0, 1)", "uniform": "U(-1, 1)", "poisson": "Poisson(rate 1)", "chi2": "chi-squared(df 1)"}
+PRIOR_PARAMETERS = {"normal": "N(0, 1)", "uniform": "U(-1, 1)", "poisson": "Poisson(rate 1)",
+                    "chi2": "chi-squared(df 1)"}
 # (label, center, spherize): the paper's four columns.
 COLUMNS = (("vanilla, no spherization", False, False), ("vanilla, spherization", False, True),
            ("centerized, no spherization", True, False), ("centerized, spherization", True, True))
@@ -162,7 +163,7 @@ def measure(ctx: Context, G: Any, real: Any, extractor: Any, s: Preset, prior: s
     fake = clamped(lambda b: generator.sample(b, prior=prior, generator=draws), ctx.device)
     return sample_quality(ctx, real, fake, extractor, s.n_samples, prior=prior, model=model_label,
                           data=real.description, extra={"center": center, "spherize": spherize, "draws": repeat,
-                                                        "prior_parameters": PRIORS[prior]})
+                                                        "prior_parameters": PRIOR_PARAMETERS[prior]})
 
 
 def cell_table(cells: dict) -> tuple[list[str], list[list[Any]]]:
@@ -170,7 +171,7 @@ def cell_table(cells: dict) -> tuple[list[str], list[list[Any]]]:
     FD as mean +- std over its sets of draws when there are several."""
     rows = []
     for prior in PRIORS:
-        row: list[Any] = [f"{prior} ({PRIORS[prior]})"]
+        row: list[Any] = [f"{prior} ({PRIOR_PARAMETERS[prior]})"]
         for label, _, _ in COLUMNS:
             runs = [by_metric(cells[key]) for key in sorted(cells) if key[:2] == (prior, label)]
             fd = np.array([r["FD"]["value"] for r in runs])
