@@ -33,6 +33,16 @@ def write_idx_folder(folder, counts=(12, 8), seed=0) -> dict:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for this test: tiny models run as fast on one as on two, and do not thrash when the
+    machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def idx_folder():
     """The writer of a small Fashion-MNIST-format folder (see write_idx_folder)."""
     return write_idx_folder

@@ -16,18 +16,11 @@ from sphere_plugins.checkpoint import CheckpointError, list_checkpoints, load_ch
 from sphere_plugins.data import load_images
 from sphere_plugins.training import ShardedBatches, TrainConfig, conv_objective, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class Interrupt(Exception):
     """Raised by a callback to stop a run as a crash would."""
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is as fast as two and does not thrash when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
