@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +39,7 @@ class Prior:
                device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                **params: Any) -> Tensor:
         """Draw a tensor of `shape`; `params` override the defaults."""
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(
-                f"prior {self.name!r} got unknown parameter(s) {sorted(unknown)}; accepted: {accepted}"
-            )
+        check_prior_params(self.name, params, self.defaults)
         shape = _check_shape(shape)
         dtype = dtype or torch.get_default_dtype()
         if not dtype.is_floating_point:
@@ -53,6 +48,14 @@ class Prior:
         draw_device = generator.device if generator is not None else torch.device(device or "cpu")
         sample = self.sampler(shape, generator, draw_device, dtype, **{**self.defaults, **params})
         return sample.to(device=device or draw_device, dtype=dtype)
+
+
+def check_prior_params(name: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the prior `name` when `params` holds a parameter its `defaults` do not declare."""
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"prior {name!r} got unknown parameter(s) {unknown}; accepted: "
+                         f"{', '.join(sorted(defaults)) or 'none'}")
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -88,7 +88,7 @@ def load_model(spec: str | os.PathLike, **options: Any) -> Any:
     a `.pkl` file a StyleGAN2 network, a save_pretrained folder of diffusers its model, and so on. Modules come
     back in eval mode (as diffusers' from_pretrained); call .train() before training one.
     """
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and _looks_like_path(spec)):
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and names_a_path(spec)):
         spec = f"{infer_scheme(spec)}:{os.fspath(spec)}"
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"spec must be a string 'scheme:rest' such as 'stylegan2:tiny', or an existing path, "
@@ -101,8 +101,9 @@ def load_model(spec: str | os.PathLike, **options: Any) -> Any:
     return model.eval() if isinstance(model, nn.Module) else model
 
 
-def _looks_like_path(spec: str) -> bool:
-    """A string without a known scheme prefix that names an existing file or folder."""
+def names_a_path(spec: str) -> bool:
+    """Whether `spec` is a plain path: it names an existing file or folder and does not begin with a loaded
+    plugin's scheme ("stylegan2:tiny" stays a spec even where a file of that name exists)."""
     if not os.path.exists(os.path.expanduser(spec)):
         return False
     scheme, colon, _ = spec.partition(":")

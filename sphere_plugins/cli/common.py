@@ -4,7 +4,6 @@ that run before any work, and the JSON record written beside the outputs."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
@@ -16,7 +15,7 @@ from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 from sphere_plugins.files import atomic_write
 from sphere_plugins.generation import MAX_SEED, SEED_CONVENTIONS
 from sphere_plugins.plugins import plugin_distributions
-from sphere_plugins.schemes import infer_scheme, list_schemes, spec_value
+from sphere_plugins.schemes import infer_scheme, list_schemes, names_a_path, spec_value
 
 DATA_SPECS = ("digits",)
 DATA_HELP = "'digits', 'fashion-mnist[:PATH][:train|:test]', 'mnist:PATH[:train|:test]' or 'folder:PATH'"
@@ -91,7 +90,7 @@ def check_seed(value: int, argument: str = "--seed") -> None:
 
 
 def check_prior(name: str | None, params: dict[str, Any]) -> None:
-    from sphere_plugins.priors import get_prior, list_priors
+    from sphere_plugins.priors import check_prior_params, get_prior, list_priors
 
     if name is None:
         if params:
@@ -99,23 +98,23 @@ def check_prior(name: str | None, params: dict[str, Any]) -> None:
         return
     if name not in list_priors():
         raise UsageError(f"unknown --prior {name!r}; registered priors: {', '.join(list_priors())}")
-    unknown = sorted(set(params) - set(get_prior(name).defaults))
-    if unknown:
-        accepted = ", ".join(sorted(get_prior(name).defaults)) or "none"
-        raise UsageError(f"--prior-param {unknown} unknown for prior {name!r}; accepted: {accepted}")
+    try:
+        check_prior_params(name, params, get_prior(name).defaults)
+    except ValueError as error:
+        raise UsageError(f"--prior-param: {error}") from None
 
 
 def check_spec(spec: str, argument: str = "SPEC") -> None:
     """A known scheme, or an existing path whose scheme can be inferred."""
-    schemes = {s.name: s for s in list_schemes()}
-    scheme, colon, _ = spec.partition(":")
-    if colon and scheme in schemes:
-        return
-    if os.path.exists(os.path.expanduser(spec)):
+    if names_a_path(spec):
         try:
             infer_scheme(spec)
         except ValueError as error:
             raise UsageError(f"{argument}: {error}") from None
+        return
+    schemes = {s.name: s for s in list_schemes()}
+    scheme, colon, _ = spec.partition(":")
+    if colon and scheme in schemes:
         return
     examples = ", ".join(s.example for s in schemes.values())
     raise UsageError(f"{argument} {spec!r} is neither a model spec 'scheme:rest' of a loaded plugin nor an existing "

@@ -64,6 +64,8 @@ def test_sample_writes_one_png_per_seed_the_same_whatever_the_batch(saved_sae, t
 
 @pytest.mark.parametrize("args, message", [
     (["sample", "builtin:tiny-ae", "--prior", "gauss"], "unknown --prior 'gauss'; registered priors: bernoulli"),
+    (["sample", "builtin:tiny-ae", "--prior", "poisson", "--prior-param", "lam=2"],
+     "--prior-param: prior 'poisson' got unknown parameter(s) ['lam']; accepted: rate"),
     (["sample", "nowhere:model"], "SPEC 'nowhere:model' is neither"),
     (["interpolate", "stylegan2:tiny", "--seeds", "4", "--steps", "3"], "--seeds needs at least 2 seed(s)"),
     (["sample", "builtin:tiny-ae", "--radius", "-1"], "--radius must be positive, got -1.0"),
