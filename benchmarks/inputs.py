@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,13 @@ from sphere_plugins.schemes import example_models, list_schemes
 
 
 def check_inputs(options: Options) -> None:
-    """Raise BenchmarkError (one clear line) for a bad device, data spec or model spec; nothing runs before."""
+    """Raise BenchmarkError (one clear line) for a bad device, data spec or model spec, or for what a chosen
+    suite's own check(options) refuses; nothing runs before."""
     check_out(options.out)
     check_device(options.device)
     check_data_spec(options.data, options.resolution)
-    if "finetune" in options.suites and options.data.startswith("folder:"):
-        from benchmarks.suites.finetune import held_out_share  # here: the finetune suite imports this module
-
-        with warnings.catch_warnings():  # only the error matters here; the suite warns when it runs
-            warnings.simplefilter("ignore")
-            held_out_share(len(list_image_files(options.data[len("folder:"):])), 0.2)
+    for name in options.suites:
+        get_suite(name).check(options)
     if options.model is not None:
         check_model_spec(options.model, options.suites)
 

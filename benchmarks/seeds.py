@@ -19,13 +19,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import BenchmarkError, markdown_table  # noqa: E402
-from benchmarks.context import write_json  # noqa: E402
-from benchmarks.report import SEEDS_FOLDER, write_report  # noqa: E402
-from benchmarks.suites import SUITE_NAMES, get_suite  # noqa: E402
+from benchmarks.common import BenchmarkError, markdown_table
+from benchmarks.context import write_json
+from benchmarks.report import SEEDS_FOLDER, write_report
+from benchmarks.suites import SUITE_NAMES, get_suite
 
 # What must agree between runs for their records to be comparable (the seed must differ).
 SAME_OPTIONS = ("scale", "data", "steps", "n_samples", "model", "resolution")

@@ -1,5 +1,6 @@
-"""The benchmark suites by name; each module has NAME, DESCRIPTION, run(ctx) and either MODEL_KIND (it takes
---model specs of every plugin scheme whose models are of that kind) or MODEL_SCHEMES (the schemes it takes)."""
+"""The benchmark suites by name. Each module has NAME, DESCRIPTION, check(options) (its own checks of the run's
+options, raising BenchmarkError before any suite runs), run(ctx), and either MODEL_KIND (it takes --model specs
+of every plugin scheme whose models are of that kind) or MODEL_SCHEMES (the schemes it takes)."""
 
 from __future__ import annotations
 

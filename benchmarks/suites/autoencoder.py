@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, mixed_precision, pick, progress
+from benchmarks.common import Options, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
@@ -59,6 +59,10 @@ SMOKE = {"resolution": 16, "steps": 300, "n_samples": 500}
 
 def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, SMOKE, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+def check(options: Options) -> None:
+    """The autoencoder suite takes no options beyond those every suite shares (benchmarks.inputs checks them)."""
 
 
 def run(ctx: Context) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks import same_prior_study as study
-from benchmarks.common import markdown_table, mixed_precision, pick
+from benchmarks.common import Options, markdown_table, mixed_precision, pick
 from benchmarks.context import Context
 from benchmarks.evaluation import PRIORS, feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
@@ -93,6 +93,10 @@ def settings(ctx: Context) -> Preset:
     """The preset of the run's scale; scales without their own preset ('paper') use the largest one."""
     presets = PRESETS if ctx.options.scale in PRESETS else {**PRESETS, ctx.options.scale: PRESETS["standard"]}
     return pick(ctx.options, presets, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+def check(options: Options) -> None:
+    """The dimension suite takes no options beyond those every suite shares (benchmarks.inputs checks them)."""
 
 
 def load_split(ctx: Context, s: Preset) -> tuple[Any, Any, str]:

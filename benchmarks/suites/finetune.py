@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import BenchmarkError, markdown_table, mixed_precision, pick, progress
+from benchmarks.common import BenchmarkError, Options, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
@@ -20,6 +20,7 @@ from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metri
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, image_strip, pyplot, show_images
 from sphere_plugins import load_model, wrap_autoencoder, wrap_generator
+from sphere_plugins.data import list_image_files
 from sphere_plugins.loss import VAELoss, reparameterize
 from sphere_plugins.metrics import ClassifierConfig, inception_available
 from sphere_plugins.training import TrainConfig, finetune_autoencoder_to_sae, train
@@ -161,6 +162,14 @@ def held_out_share(n_images: int, held_out: float) -> float:
     warnings.warn(f"finetune: {n_images} images give {round(n_images * held_out)} held out at {held_out:.0%}; holding "
                   f"out {needed} ({share:.0%}) so the reconstruction FD has enough images", stacklevel=2)
     return share
+
+
+def check(options: Options) -> None:
+    """A folder of images must hold enough for held-out FD and as many to train on (see held_out_share)."""
+    if options.data.startswith("folder:"):
+        with warnings.catch_warnings():  # only the error matters here; run() warns when it raises the share
+            warnings.simplefilter("ignore")
+            held_out_share(len(list_image_files(options.data[len("folder:"):])), pick(options, PRESETS, SMOKE).held_out)
 
 
 def run(ctx: Context) -> None:

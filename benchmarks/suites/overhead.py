@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.common import code_fingerprint, markdown_table, pick
+from benchmarks.common import Options, code_fingerprint, markdown_table, pick
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from sphere_plugins import centerize, centerize_spherize, load_model, spherize, wrap_generator
@@ -52,6 +52,10 @@ PRESETS = {
 
 def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, repeats=ctx.options.rounds)
+
+
+def check(options: Options) -> None:
+    """The overhead suite takes no options beyond those every suite shares (benchmarks.inputs checks them)."""
 
 
 def generators(device: str) -> dict[str, tuple[torch.nn.Module, int, dict]]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import BenchmarkError, markdown_table, pick, progress
+from benchmarks.common import BenchmarkError, Options, markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, sample_quality)
@@ -69,6 +69,22 @@ SMOKE = {"resolution": 16, "steps": 300, "n_samples": 1000}
 
 def settings(ctx: Context) -> Preset:
     return pick(ctx.options, PRESETS, SMOKE, steps=ctx.options.steps, n_samples=ctx.options.n_samples)
+
+
+def check(options: Options) -> None:
+    """Without a --model of a generator scheme, a loaded plugin must offer the preset's trainable generator."""
+    if options.model is None or options.model.partition(":")[0] not in accepted_schemes(sys.modules[__name__]):
+        offered_generator(pick(options, PRESETS, SMOKE).generator)
+
+
+def offered_generator(name: str) -> Any:
+    """The trainable generator `name` a loaded plugin offers (sphere_trainable_generators), or BenchmarkError."""
+    offered = trainable_generators()
+    if name not in offered:
+        raise BenchmarkError(f"the sampling suite trains the generator {name!r}, which no loaded plugin offers "
+                             f"(offered: {', '.join(sorted(offered)) or 'none'}); run `bash scripts/setup.sh` to "
+                             "install the adapters, or pass --model")
+    return offered[name]
 
 
 def run(ctx: Context) -> None:
@@ -123,12 +139,7 @@ def output_shape(G: Any, ctx: Context) -> tuple[int, int]:
 def trained_generator(ctx: Context, s: Preset, train: Any) -> tuple[torch.nn.Module, str, dict]:
     """The preset's trainable generator (offered by a plugin) trained on the data with N(0, I) latents;
     checkpoints in the cache resume it."""
-    offered = trainable_generators()
-    if s.generator not in offered:
-        raise BenchmarkError(f"the sampling suite trains the generator {s.generator!r}, which no loaded plugin offers "
-                             f"(offered: {', '.join(sorted(offered)) or 'none'}); run `bash scripts/setup.sh` to "
-                             "install the adapters, or pass --model")
-    trainable = offered[s.generator]
+    trainable = offered_generator(s.generator)
     size = int(train.images.shape[-1])
     network = {"generator": s.generator, "resolution": size, "channels": int(train.images.shape[1]),
                "z_dim": s.z_dim, "width": s.width, "depth": s.depth, "seed": ctx.options.seed}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, pick, progress
+from benchmarks.common import Options, markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from sphere_plugins import centerize, sample_prior, spherize, theory
@@ -48,6 +48,10 @@ PAPER_MEAN_512, PAPER_STD_512 = 1.4139, 0.0313
 def settings(ctx: Context) -> Preset:
     """The preset for the run's scale; --n-samples sets the Monte Carlo pairs, --steps is not used."""
     return pick(ctx.options, PRESETS, pairs=ctx.options.n_samples)
+
+
+def check(options: Options) -> None:
+    """The theory suite takes no options beyond those every suite shares (benchmarks.inputs checks them)."""
 
 
 def sphere_distances(d: int, pairs: int, seed: int, chunk_entries: int = 2**24) -> np.ndarray:

@@ -71,7 +71,7 @@ def cheap_features(monkeypatch):
 @pytest.fixture
 def run_cli():
     """Call the CLI in-process on the digits (unless the test names its --data); returns its exit status."""
-    from benchmarks.run import main
+    from benchmarks.cli import main
 
     def call(argv):
         return main(list(argv) if "--data" in argv else [*argv, "--data", "digits"])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.cli import EXIT_BAD_INPUT, parse_options
 from benchmarks.common import BenchmarkError
-from benchmarks.run import EXIT_BAD_INPUT, parse_options
 from benchmarks.suites import SUITE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +133,14 @@ def test_model_spec_without_scheme_is_rejected(run_cli, capsys, tmp_path):
     assert "scheme" in error_line(capsys)
 
 
+def test_every_suite_declares_its_own_documented_check():
+    from benchmarks.suites import get_suite
+
+    for name in SUITE_NAMES:
+        check = getattr(get_suite(name), "check", None)
+        assert callable(check) and check.__doc__, name
+
+
 def test_options_reject_a_bad_scale_directly():
     from benchmarks.common import Options
 
@@ -140,8 +148,12 @@ def test_options_reject_a_bad_scale_directly():
         Options(scale="medium")
 
 
-def test_script_entry_point_exits_2_on_an_unknown_suite(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "nosuch", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+@pytest.mark.parametrize("entry", ["file", "module"])
+def test_both_entry_points_exit_2_on_an_unknown_suite(tmp_path, entry):
+    # `python benchmarks/run.py` from anywhere, `python -m benchmarks.run` from the repository root
+    command, cwd = (([str(ROOT / "benchmarks" / "run.py")], tmp_path) if entry == "file"
+                    else (["-m", "benchmarks.run"], ROOT))
+    done = subprocess.run([sys.executable, *command, "nosuch", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
     assert done.returncode == EXIT_BAD_INPUT
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "nosuch" in done.stderr

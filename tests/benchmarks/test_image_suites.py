@@ -184,8 +184,9 @@ def test_the_sampling_suite_names_the_trainable_generators_on_offer(tiny_presets
     from benchmarks.suites import sampling
 
     monkeypatch.setitem(sampling.PRESETS, "quick", dataclasses.replace(sampling.PRESETS["quick"], generator="nope"))
-    assert run_cli(["sampling", "--out", str(tmp_path)]) != 0
+    assert run_cli(["theory", "sampling", "--out", str(tmp_path)]) == 2  # bad input: stopped before any suite ran
     assert "'nope', which no loaded plugin offers (offered: stylegan2)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 def test_finetune_on_too_small_a_folder_exits_2_before_any_work(run_cli, tmp_path, capsys, monkeypatch):
     import numpy as np
     from PIL import Image

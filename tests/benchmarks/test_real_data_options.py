@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.cli import EXIT_BAD_INPUT, parse_options
 from benchmarks.common import Options
-from benchmarks.run import EXIT_BAD_INPUT, parse_options
 
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()

@@ -123,7 +123,7 @@ def test_shards_split_the_plan_without_overlap():
 
 def test_shard_and_time_budget_options_are_checked():
     from benchmarks.common import BenchmarkError
-    from benchmarks.run import parse_options
+    from benchmarks.cli import parse_options
 
     assert parse_options(["dimension", "--shard", "1/3", "--time-budget", "0"]).shard == (1, 3)
     for bad in (["--shard", "3/3"], ["--shard", "a/2"], ["--time-budget", "-1"]):
