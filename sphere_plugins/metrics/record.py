@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
+
+from sphere_plugins.records import installed_versions
 
 _DISTRIBUTIONS = ("torch", "numpy", "scipy", "clean-fid", "lpips", "sphere-plugins")
 
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries a metric value depends on ("not installed" when absent)."""
-    versions = {}
-    for name in _DISTRIBUTIONS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {name: found or "not installed" for name, found in installed_versions(*_DISTRIBUTIONS).items()}
 
 
 @dataclass
