@@ -17,6 +17,8 @@ SCALES = ("quick", "standard", "paper")
 # The data of the default run, and the built-in set of the one-minute smoke run.
 DEFAULT_DATA = "fashion-mnist"
 SMOKE_DATA = "digits"
+# The paper's four sampling priors (each at its registered defaults), in the order its tables list them.
+PRIORS = ("normal", "uniform", "poisson", "chi2")
 # Far above the paper scale (32x32 images, 20000 steps, 10000 samples), far below what exhausts a machine.
 UPPER_BOUNDS = {"steps": 10_000_000, "rounds": 100_000, "n_samples": 1_000_000, "resolution": 1024}
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmarks.common import BenchmarkError
+from benchmarks.common import PRIORS, BenchmarkError
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from sphere_plugins import metrics
@@ -80,8 +80,6 @@ def frechet(ctx: Context, real: Any, fake: Any, extractor: Any, n: int, **fields
     return record
 
 
-# The paper's four sampling priors (each at its registered defaults), in the order its tables list them.
-PRIORS = ("normal", "uniform", "poisson", "chi2")
 PR_K = 3  # precision/recall's neighbourhood size (Kynkaanniemi et al. 2019)
 DC_K = 5  # density/coverage's (Naeem et al. 2020)
 QUALITY_METRICS = ("precision", "recall", "density", "coverage")

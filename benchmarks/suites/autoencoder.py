@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import Options, markdown_table, mixed_precision, pick, progress
+from benchmarks.common import PRIORS, Options, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count,
+from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
                                    prior_quality_figure, samples_per_prior)
 from benchmarks.inputs import load_splits

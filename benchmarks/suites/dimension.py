@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from benchmarks import same_prior_study as study
-from benchmarks.common import Options, markdown_table, mixed_precision, pick
+from benchmarks.common import PRIORS, Options, markdown_table, mixed_precision, pick
 from benchmarks.context import Context
-from benchmarks.evaluation import PRIORS, feature_network, generator_seed, in_batches
+from benchmarks.evaluation import feature_network, generator_seed, in_batches
 from benchmarks.inputs import load_data, train_test_split
 from benchmarks.plots import pyplot
 from sphere_plugins.data import ImageSet, load_images

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import BenchmarkError, Options, markdown_table, mixed_precision, pick, progress
+from benchmarks.common import PRIORS, BenchmarkError, Options, markdown_table, mixed_precision, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, in_batches, lpips_metric, reconstruction_records,
                                    prior_quality_figure, sample_quality, samples_per_prior)
 from benchmarks.inputs import file_stamp, load_splits

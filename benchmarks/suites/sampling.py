@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import BenchmarkError, Options, markdown_table, pick, progress
+from benchmarks.common import PRIORS, BenchmarkError, Options, markdown_table, pick, progress
 from benchmarks.context import Context
-from benchmarks.evaluation import (DC_K, PR_K, PRIORS, QUALITY_METRICS, by_metric, check_sample_count, clamped,
+from benchmarks.evaluation import (DC_K, PR_K, QUALITY_METRICS, by_metric, check_sample_count, clamped,
                                    feature_network, generator_seed, sample_quality)
 from benchmarks.inputs import file_stamp, load_splits
 from benchmarks.plots import image_square, pyplot, show_images

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.common import Options, markdown_table, pick, progress
+from benchmarks.common import PRIORS, Options, markdown_table, pick, progress
 from benchmarks.context import Context
 from benchmarks.plots import pyplot
 from sphere_plugins import centerize, sample_prior, spherize, theory
@@ -19,7 +19,6 @@ from sphere_plugins.theory import (inner_volume_fraction, lemma1_pdf, uniform_on
 NAME = "theory"
 DESCRIPTION = "Lemma 1 (distance between random points on a sphere), Theorem 1 (annulus), Theorem 2 (W2 of point sets)"
 MODEL_SCHEMES: tuple[str, ...] = ()
-PRIORS = ("normal", "uniform", "poisson", "chi2")
 
 
 @dataclass(frozen=True)
