@@ -15,7 +15,7 @@ from sphere_plugins.adapter import MissingWeightsError, UnsafePickleError
 from sphere_plugins.errors import SpherePluginsError, describe
 from sphere_plugins.files import atomic_write
 from sphere_plugins.output_folder import OutputFolder
-from sphere_plugins.records import jsonable, read_record, write_record
+from sphere_plugins.records import jsonable, read_record, record_format, write_record
 from sphere_plugins.weights import allow_flag, check_finite
 from sphere_stylegan2.arch import check_budget, checked_arguments, meta_layout
 from sphere_stylegan2.discriminator import (
@@ -210,6 +210,11 @@ def load_pickle(path: str | Path, allow_nonfinite: bool = False) -> dict[str, An
     except Exception as error:
         raise NetworkFormatError(f"{path} is not a readable network pickle (truncated or not a pickle?): "
                                  f"{type(error).__name__}: {str(error)[:200]}") from None
+
+
+def is_saved_folder(path: Path) -> bool:
+    """Whether `path` is a folder save_network wrote: its config.json is a sphere-stylegan2 record."""
+    return record_format(path / CONFIG_NAME) == FORMAT
 
 
 def _read_config(folder: Path) -> dict[str, Any]:

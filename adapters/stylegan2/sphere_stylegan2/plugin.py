@@ -20,11 +20,10 @@ from sphere_plugins.adapter import (
     check_adapter_options,
     hookimpl,
 )
-from sphere_plugins.records import record_format
 from sphere_stylegan2.configs import TINY_DEFAULTS, tiny_generator
 from sphere_stylegan2.errors import NetworkFormatError
 from sphere_stylegan2.generator import Generator, labels
-from sphere_stylegan2.loader import CONFIG_NAME, FORMAT, load_network, write_network
+from sphere_stylegan2.loader import is_saved_folder, load_network, write_network
 from sphere_stylegan2.mapping import MappingNetwork
 from sphere_stylegan2.synthesis import NOISE_MODES
 from sphere_stylegan2.trainable import TRAINABLE
@@ -157,7 +156,7 @@ def sphere_save_model(model: Any, folder: Path) -> str | None:
 def _recognizes(path: Path) -> bool:
     if path.is_file():
         return path.suffix == ".pkl"
-    return record_format(path / CONFIG_NAME) == FORMAT
+    return is_saved_folder(path)
 
 
 @hookimpl
