@@ -12,7 +12,6 @@ old file or a whole new one, and the manifest lists a file before it arrives. A 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -21,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from sphere_plugins.errors import OutputFolderError
-from sphere_plugins.files import atomic_write, honour_umask
+from sphere_plugins.files import honour_umask
+from sphere_plugins.records import read_record, write_record
 
 MANIFEST = "sphere_outputs.json"
 FORMAT = "sphere-plugins-outputs"
@@ -97,17 +97,19 @@ class OutputFolder:
         return set()
 
     def _read_manifest(self, manifest: Path) -> set[str]:
-        bad = self._refuse(f"its {MANIFEST} is not a manifest sphere-plugins wrote; choose a new or empty folder")
-        if manifest.is_symlink() or not manifest.is_file() or manifest.stat().st_size > MAX_MANIFEST_BYTES:
-            raise bad
+        def bad(problem: str) -> OutputFolderError:
+            return self._refuse(f"its {MANIFEST} is not a manifest sphere-plugins wrote ({problem}); choose a new or "
+                                "empty folder")
+
+        if manifest.is_symlink():
+            raise bad("it is a link")
         try:
-            record = json.loads(manifest.read_bytes())
-            if (not isinstance(record, dict) or record.get("format") != FORMAT
-                    or record.get("format_version") != FORMAT_VERSION or not isinstance(record.get("files"), list)):
-                raise bad
+            record = read_record(manifest, FORMAT, FORMAT_VERSION, max_bytes=MAX_MANIFEST_BYTES)
+            if not isinstance(record.get("files"), list):
+                raise ValueError("field 'files' is not a list")
             return {_relative(name) for name in record["files"] if isinstance(name, str)}
-        except (ValueError, RecursionError):
-            raise bad from None
+        except ValueError as problem:
+            raise bad(str(problem)) from None
 
     def owns(self, name: str) -> bool:
         """Whether the manifest lists `name` (a file, or a folder managed whole) or a folder above it."""
@@ -152,8 +154,7 @@ class OutputFolder:
         on_disk = self._read_manifest(manifest) if manifest.exists() or manifest.is_symlink() else set()
         listed = (on_disk | self._listed | added) - set(removed)
         self.path.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "files": sorted(listed)}, indent=1)
-        atomic_write(self.path / MANIFEST, lambda handle: handle.write(text.encode() + b"\n"))
+        write_record(self.path / MANIFEST, {"files": sorted(listed)}, FORMAT, FORMAT_VERSION)
         self._listed = listed
 
     @contextmanager

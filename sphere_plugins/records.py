@@ -78,7 +78,8 @@ def read_record(path: str | os.PathLike, format: str, format_version: int, *, er
     """
     path = Path(path)
     if not path.is_file():
-        raise error(f"{str(path)!r} is missing (expected a {format} record)")
+        found = "is not a file" if path.exists() else "is missing"
+        raise error(f"{str(path)!r} {found} (expected a {format} record)")
     size = path.stat().st_size
     if size > max_bytes:
         raise error(f"{str(path)!r} holds {size} bytes, more than the {max_bytes} a {format} record may have")

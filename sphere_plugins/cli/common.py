@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sphere_plugins.downloads import ALLOW_DOWNLOAD_ENV
 from sphere_plugins.files import atomic_write
 from sphere_plugins.generation import MAX_SEED, SEED_CONVENTIONS
 from sphere_plugins.plugins import plugin_distributions
+from sphere_plugins.records import installed_versions
 from sphere_plugins.schemes import infer_scheme, list_schemes, names_a_path, spec_value
 
 DATA_SPECS = ("digits",)
@@ -154,11 +154,7 @@ def check_out(path: str, outputs: list[str], argument: str = "--out") -> Path:
 
 def versions() -> dict[str, str | None]:
     """torch's version and those of the distributions that ship the loaded plugins (sphere-plugins included)."""
-    try:
-        torch_version = version("torch")
-    except PackageNotFoundError:
-        torch_version = None
-    return {**plugin_distributions(), "torch": torch_version}
+    return {**plugin_distributions(), **installed_versions("torch")}
 
 
 def write_record(out: Path, name: str, args: argparse.Namespace, **extra: Any) -> Path:

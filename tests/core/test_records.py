@@ -65,3 +65,6 @@ def test_a_record_larger_than_the_bound_is_refused_unread(tmp_path):
 def test_the_caller_chooses_the_error_class(tmp_path):
     with pytest.raises(CheckpointError, match=r"state\.json' is missing \(expected a demo record\)"):
         read_record(tmp_path / "state.json", "demo", 1, error=CheckpointError)
+    (tmp_path / "state.json").mkdir()
+    with pytest.raises(CheckpointError, match=r"state\.json' is not a file \(expected a demo record\)"):
+        read_record(tmp_path / "state.json", "demo", 1, error=CheckpointError)
